@@ -1,0 +1,160 @@
+//! Owned buffers: memory the kernel may read or write while an operation is in flight.
+//!
+//! An operation takes its buffer by value and hands it back with the result
+//! ([`BufResult`]). While the kernel holds the buffer, the operation owns it: if the
+//! future is dropped early, the buffer moves into the driver's op slot and is freed
+//! only after the operation's final completion (see `docs/cancellation.md`).
+//!
+//! The traits are `unsafe` because the driver trusts them: the pointer must stay valid
+//! and at the same address while the value lives, even when the value itself moves
+//! (a `Vec`'s heap block does not move when the `Vec` does; an inline array would).
+
+use std::ops::{Bound, RangeBounds};
+
+mod slice;
+
+pub use slice::Slice;
+
+/// The result of an owned-buffer operation: the outcome and the buffer, handed back
+/// whether the operation succeeded or not.
+pub type BufResult<T, B> = (std::io::Result<T>, B);
+
+/// A buffer the kernel may read from.
+///
+/// # Safety
+///
+/// `stable_ptr` must point to `bytes_total` bytes that stay valid and at the same
+/// address for as long as the value lives, wherever the value is moved; the first
+/// `bytes_init` of them are initialised.
+pub unsafe trait IoBuf: Unpin + 'static {
+    /// Pointer to the start of the buffer.
+    fn stable_ptr(&self) -> *const u8;
+
+    /// Number of initialised bytes (what a write sends).
+    fn bytes_init(&self) -> usize;
+
+    /// Capacity in bytes (how much a read may fill).
+    fn bytes_total(&self) -> usize;
+
+    /// A view of `range` of this buffer, which owns the buffer until
+    /// [`Slice::into_inner`].
+    ///
+    /// # Panics
+    ///
+    /// If the range is out of bounds of the buffer's capacity.
+    fn slice(self, range: impl RangeBounds<usize>) -> Slice<Self>
+    where
+        Self: Sized,
+    {
+        let begin = match range.start_bound() {
+            Bound::Included(&n) => n,
+            Bound::Excluded(&n) => n + 1,
+            Bound::Unbounded => 0,
+        };
+        let end = match range.end_bound() {
+            Bound::Included(&n) => n.checked_add(1).expect("range end overflows"),
+            Bound::Excluded(&n) => n,
+            Bound::Unbounded => self.bytes_total(),
+        };
+        assert!(
+            begin <= end && end <= self.bytes_total(),
+            "slice {begin}..{end} out of bounds of a buffer of {} bytes",
+            self.bytes_total()
+        );
+        Slice::new(self, begin, end)
+    }
+}
+
+/// A buffer the kernel may write into.
+///
+/// # Safety
+///
+/// As for [`IoBuf`]; in addition `stable_mut_ptr` points to the same memory as
+/// `stable_ptr`, writable for `bytes_total` bytes.
+pub unsafe trait IoBufMut: IoBuf {
+    /// Mutable pointer to the start of the buffer.
+    fn stable_mut_ptr(&mut self) -> *mut u8;
+
+    /// Records that the first `pos` bytes are initialised (after a read filled them).
+    ///
+    /// # Safety
+    ///
+    /// The first `pos` bytes must really be initialised.
+    unsafe fn set_init(&mut self, pos: usize);
+}
+
+// SAFETY: a Vec's heap block does not move when the Vec moves, and it is not
+// reallocated unless the Vec is grown, which needs `&mut` access the op does not give
+// while in flight. `len` bytes are initialised, `capacity` are allocated.
+unsafe impl IoBuf for Vec<u8> {
+    fn stable_ptr(&self) -> *const u8 {
+        self.as_ptr()
+    }
+    fn bytes_init(&self) -> usize {
+        self.len()
+    }
+    fn bytes_total(&self) -> usize {
+        self.capacity()
+    }
+}
+
+// SAFETY: as for IoBuf; as_mut_ptr points to the same block, writable to capacity.
+unsafe impl IoBufMut for Vec<u8> {
+    fn stable_mut_ptr(&mut self) -> *mut u8 {
+        self.as_mut_ptr()
+    }
+    unsafe fn set_init(&mut self, pos: usize) {
+        if self.len() < pos {
+            // SAFETY: the caller promises `pos` bytes are initialised, and a read never
+            // reports more than `bytes_total` = capacity.
+            unsafe { self.set_len(pos) };
+        }
+    }
+}
+
+// SAFETY: a boxed slice's block does not move with the box; all of it is initialised.
+unsafe impl IoBuf for Box<[u8]> {
+    fn stable_ptr(&self) -> *const u8 {
+        self.as_ptr()
+    }
+    fn bytes_init(&self) -> usize {
+        self.len()
+    }
+    fn bytes_total(&self) -> usize {
+        self.len()
+    }
+}
+
+// SAFETY: as for IoBuf; the block is writable for its whole length.
+unsafe impl IoBufMut for Box<[u8]> {
+    fn stable_mut_ptr(&mut self) -> *mut u8 {
+        self.as_mut_ptr()
+    }
+    unsafe fn set_init(&mut self, _pos: usize) {}
+}
+
+// SAFETY: static memory never moves or goes away.
+unsafe impl IoBuf for &'static [u8] {
+    fn stable_ptr(&self) -> *const u8 {
+        self.as_ptr()
+    }
+    fn bytes_init(&self) -> usize {
+        self.len()
+    }
+    fn bytes_total(&self) -> usize {
+        self.len()
+    }
+}
+
+// SAFETY: static memory never moves or goes away.
+unsafe impl IoBuf for &'static str {
+    fn stable_ptr(&self) -> *const u8 {
+        self.as_ptr()
+    }
+    fn bytes_init(&self) -> usize {
+        self.len()
+    }
+    fn bytes_total(&self) -> usize {
+        self.len()
+    }
+}

@@ -1,0 +1,565 @@
+//! The per-core ring: setup, submit, park, reap, and the timers whose nearest deadline
+//! bounds the park.
+//!
+//! One [`Driver`] per core thread. It is `!Send` and lives and dies on that thread, as
+//! `SINGLE_ISSUER`/`DEFER_TASKRUN` require. Ops reach it through a thread-local set
+//! while the core runs ([`Driver::enter`]); see `op.rs` for the slot lifecycle that
+//! keeps their memory safe.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::io;
+use std::os::fd::{AsRawFd, RawFd};
+use std::rc::Rc;
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+use io_uring::{opcode, squeue::Entry, types, IoUring};
+use slab::Slab;
+
+use crate::sys::probe::Probe;
+use crate::sys::uring::{RingFd, ENTER_GETEVENTS, ENTER_SQ_WAKEUP};
+
+mod op;
+pub(crate) mod ops;
+
+pub(crate) use op::{Completable, Op};
+use op::{Abandoned, Cqe, Lifecycle, OpSlot, Token};
+
+/// `user_data` of the `ASYNC_CANCEL`s the driver queues: their CQEs carry nothing.
+const CANCEL_UD: u64 = u64::MAX;
+/// `user_data` of the read of this core's wake-up eventfd.
+const WAKE_UD: u64 = u64::MAX - 1;
+/// How long shutdown waits before cancelling what is left again.
+const SHUTDOWN_RECANCEL: Duration = Duration::from_millis(100);
+
+thread_local! {
+    static CURRENT: RefCell<Option<Rc<Driver>>> = const { RefCell::new(None) };
+}
+
+/// The driver of the core running on this thread, if any.
+pub(crate) fn current() -> Option<Rc<Driver>> {
+    CURRENT.with(|c| c.borrow().clone())
+}
+
+/// The error of an op started outside a runtime.
+pub(crate) fn no_runtime() -> io::Error {
+    io::Error::other(
+        "no runtime on this thread: I/O must be started from a future run by \
+         Runtime::block_on or a task the runtime spawned",
+    )
+}
+
+/// How a core's ring is set up.
+#[derive(Debug, Clone)]
+pub(crate) struct Config {
+    pub(crate) entries: u32,
+    pub(crate) sqpoll_idle: Option<Duration>,
+}
+
+/// Counters a driver keeps (plain integers: the driver is single-threaded).
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct DriverStats {
+    pub(crate) ops_submitted: u64,
+    pub(crate) ops_completed: u64,
+    pub(crate) enters: u64,
+    pub(crate) cqes: u64,
+    pub(crate) timers_fired: u64,
+}
+
+/// The per-core ring and everything that must stay alive while the kernel may use it.
+pub(crate) struct Driver {
+    inner: RefCell<Inner>,
+}
+
+struct Inner {
+    ring: IoUring,
+    ring_fd: RingFd,
+    sqpoll: bool,
+    ops: Slab<OpSlot>,
+    generation: u32,
+    /// Ops the kernel may still be working on: slots that are not `Completed`, and the
+    /// wake-up read.
+    in_flight: usize,
+    timers: BTreeMap<(Instant, u64), Waker>,
+    timer_seq: u64,
+    /// The wake-up eventfd and the 8 bytes the ring reads it into. The box is freed only
+    /// when the driver is, after shutdown has reaped the read's CQE.
+    wake_fd: Option<RawFd>,
+    wake_buf: Box<u64>,
+    wake_armed: bool,
+    /// Wakers and abandoned ops made ready while the driver was borrowed; they are woken
+    /// and finished after the borrow ends, since either may call back into the driver.
+    ready: Vec<Waker>,
+    finished: Vec<(Box<dyn Abandoned>, Cqe)>,
+    closed: bool,
+    stats: DriverStats,
+}
+
+impl Driver {
+    /// Sets up a ring with the best flags this kernel has (see [`Probe`]).
+    pub(crate) fn new(config: &Config, probe: &Probe) -> io::Result<Driver> {
+        let entries = config.entries;
+        let sqpoll_ms = config
+            .sqpoll_idle
+            .map(|d| u32::try_from(d.as_millis()).unwrap_or(u32::MAX));
+        let ring = probe
+            .setup_flags()
+            .builder(entries, sqpoll_ms)
+            .build(entries)
+            .map_err(|e| crate::sys::setup_error(e, entries))?;
+        let ring_fd = RingFd::register(ring.as_raw_fd());
+        Ok(Driver {
+            inner: RefCell::new(Inner {
+                ring,
+                ring_fd,
+                sqpoll: sqpoll_ms.is_some(),
+                ops: Slab::with_capacity(entries as usize),
+                generation: 0,
+                in_flight: 0,
+                timers: BTreeMap::new(),
+                timer_seq: 0,
+                wake_fd: None,
+                wake_buf: Box::new(0),
+                wake_armed: false,
+                ready: Vec::new(),
+                finished: Vec::new(),
+                closed: false,
+                stats: DriverStats::default(),
+            }),
+        })
+    }
+
+    /// Makes this driver the current one on this thread until the guard is dropped.
+    pub(crate) fn enter(self: &Rc<Self>) -> EnterGuard {
+        let prev = CURRENT.with(|c| c.borrow_mut().replace(self.clone()));
+        EnterGuard { prev }
+    }
+
+    /// Has the ring read `fd`, so that a write to it ends a park.
+    pub(crate) fn set_wake_fd(&self, fd: RawFd) {
+        self.inner.borrow_mut().wake_fd = Some(fd);
+    }
+
+    pub(crate) fn stats(&self) -> DriverStats {
+        self.inner.borrow().stats
+    }
+
+    /// Queues `entry` for the kernel (the next turn submits it) and returns its token.
+    pub(super) fn submit(&self, entry: Entry, waker: &Waker) -> io::Result<Token> {
+        let mut inner = self.inner.borrow_mut();
+        if inner.closed {
+            return Err(io::Error::other("the runtime is shutting down"));
+        }
+        inner.generation = inner.generation.wrapping_add(1);
+        let generation = inner.generation;
+        let index = inner.ops.insert(OpSlot {
+            generation,
+            state: Lifecycle::Waiting(waker.clone()),
+        });
+        let token = Token::new(index, generation);
+        if let Err(e) = inner.push(&entry.user_data(token.0)) {
+            inner.ops.remove(index);
+            return Err(e);
+        }
+        inner.in_flight += 1;
+        inner.stats.ops_submitted += 1;
+        Ok(token)
+    }
+
+    /// Queues an op nobody will await: its slot owns it from the start and drops its
+    /// output at the CQE. Used for closing fds behind ops that may still name them.
+    pub(crate) fn submit_detached<T: Completable>(&self, mut data: T) -> io::Result<()> {
+        let mut inner = self.inner.borrow_mut();
+        if inner.closed {
+            return Err(io::Error::other("the runtime is shutting down"));
+        }
+        inner.generation = inner.generation.wrapping_add(1);
+        let generation = inner.generation;
+        let entry = data.prepare();
+        let index = inner.ops.insert(OpSlot {
+            generation,
+            state: Lifecycle::Ignored(Box::new(data)),
+        });
+        let token = Token::new(index, generation);
+        if let Err(e) = inner.push(&entry.user_data(token.0)) {
+            // Never queued: the kernel never saw the op's memory, so it may go now.
+            let slot = inner.ops.remove(index);
+            drop(inner);
+            drop(slot);
+            return Err(e);
+        }
+        inner.in_flight += 1;
+        inner.stats.ops_submitted += 1;
+        Ok(())
+    }
+
+    /// Takes the op's CQE if it has come, or records who to wake when it does.
+    pub(super) fn poll_op(&self, token: Token, cx: &mut Context<'_>) -> Poll<Cqe> {
+        let mut inner = self.inner.borrow_mut();
+        let Some(slot) = inner.ops.get_mut(token.index()) else {
+            unreachable!("an in-flight op always has its slot")
+        };
+        debug_assert_eq!(slot.generation, token.generation());
+        match &mut slot.state {
+            Lifecycle::Completed(cqe) => {
+                let cqe = *cqe;
+                inner.ops.remove(token.index());
+                Poll::Ready(cqe)
+            }
+            Lifecycle::Waiting(waker) => {
+                if !waker.will_wake(cx.waker()) {
+                    *waker = cx.waker().clone();
+                }
+                Poll::Pending
+            }
+            Lifecycle::Ignored(_) => unreachable!("a live op future's slot is never ignored"),
+        }
+    }
+
+    /// The op's future is gone: free its resources now if the kernel is done with them,
+    /// or keep them in the slot until the CQE and ask the kernel to cancel.
+    pub(super) fn abandon<T: Completable>(&self, token: Token, data: T) {
+        let mut inner = self.inner.borrow_mut();
+        let Some(slot) = inner.ops.get_mut(token.index()) else {
+            unreachable!("an in-flight op always has its slot")
+        };
+        if let Lifecycle::Completed(cqe) = slot.state {
+            inner.ops.remove(token.index());
+            drop(inner);
+            // Rule 2: an output that owns a resource (an fd) closes it when dropped.
+            drop(data.complete(cqe.into_result(), cqe.flags));
+            return;
+        }
+        slot.state = Lifecycle::Ignored(Box::new(data));
+        if !inner.closed {
+            inner.cancel(token.0);
+        }
+    }
+
+    /// One turn of the ring: submit what is queued; if `park`, wait for a completion or
+    /// the next timer; reap every CQE; fire due timers; then wake what became ready.
+    pub(crate) fn turn(&self, park: bool) {
+        let (ready, finished) = {
+            let mut inner = self.inner.borrow_mut();
+            inner.arm_wake_read();
+            if park {
+                inner.park();
+            } else {
+                inner.flush();
+            }
+            inner.reap();
+            inner.fire_timers(Instant::now());
+            (
+                std::mem::take(&mut inner.ready),
+                std::mem::take(&mut inner.finished),
+            )
+        };
+        let mut ready = ready;
+        for waker in ready.drain(..) {
+            waker.wake();
+        }
+        for (op, cqe) in finished {
+            op.finish(cqe);
+        }
+        // Keep the allocation for the next turn.
+        let mut inner = self.inner.borrow_mut();
+        if inner.ready.is_empty() {
+            inner.ready = ready;
+        }
+    }
+
+    /// Registers a timer; the ring wait is bounded by the earliest one.
+    pub(crate) fn add_timer(&self, deadline: Instant, waker: &Waker) -> TimerKey {
+        let mut inner = self.inner.borrow_mut();
+        inner.timer_seq += 1;
+        let key = (deadline, inner.timer_seq);
+        inner.timers.insert(key, waker.clone());
+        TimerKey(key)
+    }
+
+    /// Points a registered timer at another waker; re-registers it if it has fired.
+    pub(crate) fn update_timer(&self, key: TimerKey, waker: &Waker) {
+        let mut inner = self.inner.borrow_mut();
+        match inner.timers.get_mut(&key.0) {
+            Some(w) if w.will_wake(waker) => {}
+            Some(w) => *w = waker.clone(),
+            None => {
+                inner.timers.insert(key.0, waker.clone());
+            }
+        }
+    }
+
+    pub(crate) fn remove_timer(&self, key: TimerKey) {
+        self.inner.borrow_mut().timers.remove(&key.0);
+    }
+
+    /// Cancels every op in flight and waits for all their CQEs, so that nothing the
+    /// kernel may still write is freed (rule 6). Ops submitted after this fail.
+    pub(crate) fn shutdown(&self) {
+        let mut last_cancel = None::<Instant>;
+        loop {
+            let (ready, finished) = {
+                let mut inner = self.inner.borrow_mut();
+                inner.closed = true;
+                if inner.in_flight == 0 {
+                    break;
+                }
+                if last_cancel.is_none_or(|t| t.elapsed() >= SHUTDOWN_RECANCEL) {
+                    inner.cancel_all();
+                    last_cancel = Some(Instant::now());
+                }
+                inner.wait(Some(SHUTDOWN_RECANCEL));
+                inner.reap();
+                (
+                    std::mem::take(&mut inner.ready),
+                    std::mem::take(&mut inner.finished),
+                )
+            };
+            drop(ready);
+            for (op, cqe) in finished {
+                op.finish(cqe);
+            }
+        }
+        let mut inner = self.inner.borrow_mut();
+        inner.timers.clear();
+        let ready = std::mem::take(&mut inner.ready);
+        drop(inner);
+        drop(ready);
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        // Normally the runtime has shut down already; this keeps rule 6 if it has not.
+        self.shutdown();
+    }
+}
+
+impl std::fmt::Debug for Driver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Driver").finish_non_exhaustive()
+    }
+}
+
+/// Restores the previous current driver when dropped.
+pub(crate) struct EnterGuard {
+    prev: Option<Rc<Driver>>,
+}
+
+impl Drop for EnterGuard {
+    fn drop(&mut self) {
+        let prev = self.prev.take();
+        let mine = CURRENT.with(|c| std::mem::replace(&mut *c.borrow_mut(), prev));
+        drop(mine);
+    }
+}
+
+/// Identifies one registered timer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TimerKey((Instant, u64));
+
+impl Inner {
+    /// Pushes an SQE, handing full queues to the kernel first. Never panics: an SQE
+    /// that cannot be queued after repeated flushes is an error for its op.
+    fn push(&mut self, entry: &Entry) -> io::Result<()> {
+        for _ in 0..16 {
+            // SAFETY: rule 1: every pointer in `entry` is into memory owned by its op
+            // (held by the op future, or by an `Ignored` slot) or by the driver (the
+            // wake-up buffer), and stays valid until the op's final CQE is reaped.
+            if unsafe { self.ring.submission().push(entry) }.is_ok() {
+                return Ok(());
+            }
+            self.submit_queued()?;
+            if self.sqpoll && self.ring.submission().is_full() {
+                // The SQ thread has not caught up: wait for it to make room.
+                let _ = self.ring.submitter().squeue_wait();
+            }
+        }
+        Err(io::Error::new(
+            io::ErrorKind::WouldBlock,
+            "the submission queue stayed full: the kernel is not taking new operations",
+        ))
+    }
+
+    /// One `io_uring_enter`: submits what is queued and, with `wait`, waits for a
+    /// completion (at most `timeout`). Asks for completions (`GETEVENTS`) whenever the
+    /// kernel has some to post (`SQ_TASKRUN`, which `DEFER_TASKRUN` needs) or an
+    /// overflow to flush, and skips the call when there is nothing to do.
+    fn enter(&mut self, wait: bool, timeout: Option<Duration>) -> io::Result<()> {
+        let (to_submit, mut flags) = {
+            let sq = self.ring.submission();
+            let getevents = wait || sq.taskrun() || sq.cq_overflow();
+            (sq.len() as u32, if getevents { ENTER_GETEVENTS } else { 0 })
+        };
+        if self.sqpoll {
+            if self.ring.submission().need_wakeup() {
+                flags |= ENTER_SQ_WAKEUP;
+            } else if flags == 0 {
+                // The SQ thread is awake and will see the new entries by itself.
+                return Ok(());
+            }
+        } else if to_submit == 0 && flags == 0 {
+            return Ok(());
+        }
+        self.stats.enters += 1;
+        self.ring_fd
+            .enter(to_submit, u32::from(wait), flags, timeout)
+            .map(drop)
+    }
+
+    /// Hands queued SQEs to the kernel. `EBUSY`/`EAGAIN` mean the kernel wants
+    /// completions reaped first; the unconsumed SQEs stay queued for the next try.
+    fn submit_queued(&mut self) -> io::Result<()> {
+        loop {
+            match self.enter(false, None) {
+                Ok(()) => return Ok(()),
+                Err(e) if e.raw_os_error() == Some(libc::EINTR) => continue,
+                Err(e)
+                    if matches!(e.raw_os_error(), Some(libc::EBUSY) | Some(libc::EAGAIN)) =>
+                {
+                    self.reap();
+                    return Ok(());
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Submits without waiting; enters the kernel only if there is something to do.
+    fn flush(&mut self) {
+        if let Err(e) = self.submit_queued() {
+            fatal(e);
+        }
+    }
+
+    /// Waits for at least one completion or the earliest timer.
+    fn park(&mut self) {
+        let now = Instant::now();
+        match self.timers.keys().next() {
+            Some(&(deadline, _)) if deadline <= now => self.flush(),
+            Some(&(deadline, _)) => self.wait(Some(deadline - now)),
+            None => self.wait(None),
+        }
+    }
+
+    fn wait(&mut self, timeout: Option<Duration>) {
+        match self.enter(true, timeout) {
+            Ok(()) => {}
+            // The timeout passed, a signal came, or the kernel wants the CQ reaped
+            // first: the caller reaps and decides again.
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::ETIME) | Some(libc::EINTR) | Some(libc::EBUSY) | Some(libc::EAGAIN)
+                ) => {}
+            Err(e) => fatal(e),
+        }
+    }
+
+    /// Moves every posted CQE into its slot.
+    fn reap(&mut self) {
+        let Inner {
+            ring,
+            ops,
+            in_flight,
+            wake_armed,
+            ready,
+            finished,
+            stats,
+            ..
+        } = self;
+        for entry in ring.completion() {
+            stats.cqes += 1;
+            let cqe = Cqe {
+                result: entry.result(),
+                flags: entry.flags(),
+            };
+            match entry.user_data() {
+                CANCEL_UD => continue,
+                WAKE_UD => {
+                    *wake_armed = false;
+                    *in_flight -= 1;
+                    continue;
+                }
+                _ => {}
+            }
+            let token = Token(entry.user_data());
+            let Some(slot) = ops.get_mut(token.index()) else {
+                continue;
+            };
+            if slot.generation != token.generation() {
+                continue;
+            }
+            match std::mem::replace(&mut slot.state, Lifecycle::Completed(cqe)) {
+                Lifecycle::Waiting(waker) => ready.push(waker),
+                Lifecycle::Ignored(data) => {
+                    ops.remove(token.index());
+                    finished.push((data, cqe));
+                }
+                Lifecycle::Completed(first) => {
+                    // A second CQE for a single-shot op cannot happen; keep the first.
+                    slot.state = Lifecycle::Completed(first);
+                    continue;
+                }
+            }
+            *in_flight -= 1;
+            stats.ops_completed += 1;
+        }
+    }
+
+    fn fire_timers(&mut self, now: Instant) {
+        while let Some(entry) = self.timers.first_entry() {
+            if entry.key().0 > now {
+                break;
+            }
+            self.ready.push(entry.remove());
+            self.stats.timers_fired += 1;
+        }
+    }
+
+    /// Keeps a read of the wake-up eventfd in the ring, so a write ends a park.
+    fn arm_wake_read(&mut self) {
+        let Some(fd) = self.wake_fd else { return };
+        if self.wake_armed || self.closed {
+            return;
+        }
+        let entry = opcode::Read::new(types::Fd(fd), (&mut *self.wake_buf as *mut u64).cast(), 8)
+            .build()
+            .user_data(WAKE_UD);
+        if self.push(&entry).is_ok() {
+            self.wake_armed = true;
+            self.in_flight += 1;
+        }
+    }
+
+    fn cancel(&mut self, user_data: u64) {
+        let entry = opcode::AsyncCancel::new(user_data)
+            .build()
+            .user_data(CANCEL_UD);
+        // If even this cannot be queued, the op still completes on its own; its slot
+        // keeps the resources until then.
+        let _ = self.push(&entry);
+    }
+
+    fn cancel_all(&mut self) {
+        let tokens: Vec<u64> = self
+            .ops
+            .iter()
+            .filter(|(_, slot)| !matches!(slot.state, Lifecycle::Completed(_)))
+            .map(|(index, slot)| Token::new(index, slot.generation).0)
+            .collect();
+        for token in tokens {
+            self.cancel(token);
+        }
+        if self.wake_armed {
+            self.cancel(WAKE_UD);
+        }
+    }
+}
+
+/// An `io_uring_enter` error the driver cannot recover from (a bad ring fd, or use
+/// from a thread that does not own the ring): a bug, not an input.
+fn fatal(e: io::Error) -> ! {
+    panic!("runtime: io_uring_enter failed unrecoverably: {e}")
+}

@@ -1,0 +1,199 @@
+//! The op slab and the `Op<T>` future: who owns an operation's memory, and when.
+//!
+//! # States
+//!
+//! Every operation handed to the kernel has one slot in the driver's slab. The SQE's
+//! `user_data` is the slot's [`Token`]: its index in the low 32 bits and a generation
+//! in the high 32, so a CQE can only ever be matched to the op that made it, never to
+//! a later op that reuses the index. An op is queued when its future is first polled,
+//! with that poll's waker, so a slot starts out `Waiting`. A slot is in one of three
+//! states:
+//!
+//! | state | who owns the op's resources (buffers, paths, sockaddrs) |
+//! |---|---|
+//! | `Waiting(waker)` | the `Op` future, which waits for the CQE |
+//! | `Completed(cqe)` | the `Op` future; the kernel is done with the resources |
+//! | `Ignored(box)` | the slot: the future was dropped while the kernel held them |
+//!
+//! # Why this is sound (rule 1 of the design: the kernel may use an op's memory until
+//! its final CQE)
+//!
+//! - The kernel is given pointers only into memory owned by the op's [`Completable`]
+//!   value, and only into heap blocks of it, never into the value itself, so moving the
+//!   value (into the slot, say) does not move what the kernel sees.
+//! - While the slot is `Waiting`, that value lives in the `Op` future.
+//!   The future cannot drop it without going through [`Driver::abandon`]: if the CQE
+//!   has come (`Completed`), the kernel is done and the value may go; otherwise the
+//!   value moves into the slot as `Ignored` and an `ASYNC_CANCEL` is queued.
+//! - An `Ignored` slot is removed, and its value dropped, only when its CQE is reaped.
+//!   A cancel that finds nothing (`-ENOENT`) or comes too late (`-EALREADY`) changes
+//!   nothing: the slot still waits for the target's own CQE.
+//! - [`Completable::complete`] runs for an ignored op too, and its output is dropped;
+//!   an op whose completion creates a resource (an accepted socket, an opened file)
+//!   returns it as an owning type, so dropping the output closes it (rule 2).
+//! - The driver is never dropped with slots in flight: shutdown cancels every op and
+//!   waits for every CQE first (rule 6).
+
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll, Waker};
+
+use io_uring::squeue::Entry;
+
+use super::Driver;
+
+/// `user_data` of an op: slab index (low 32 bits) and generation (high 32 bits).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Token(pub(super) u64);
+
+impl Token {
+    pub(super) fn new(index: usize, generation: u32) -> Token {
+        Token(u64::from(generation) << 32 | index as u64)
+    }
+
+    pub(super) fn index(self) -> usize {
+        (self.0 & 0xffff_ffff) as usize
+    }
+
+    pub(super) fn generation(self) -> u32 {
+        (self.0 >> 32) as u32
+    }
+}
+
+/// A completion as the driver hands it to an op.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Cqe {
+    pub(crate) result: i32,
+    pub(crate) flags: u32,
+}
+
+impl Cqe {
+    /// The result as `io::Result`: a negative result is `-errno`.
+    pub(crate) fn into_result(self) -> io::Result<u32> {
+        if self.result < 0 {
+            Err(io::Error::from_raw_os_error(-self.result))
+        } else {
+            Ok(self.result as u32)
+        }
+    }
+}
+
+/// One io_uring operation: what it hands the kernel and what it makes of the CQE.
+///
+/// Each opcode is one implementation, in its own file under `driver/ops/`.
+pub(crate) trait Completable: Unpin + 'static {
+    /// What the op's future resolves to.
+    type Output;
+
+    /// Builds the SQE (its `user_data` is set by the driver).
+    ///
+    /// Every pointer in it must point into heap memory owned by `self` (or static
+    /// memory), so that it stays put when `self` moves; see the module docs.
+    fn prepare(&mut self) -> Entry;
+
+    /// Turns the CQE, or an error that kept the op from being submitted, into the
+    /// output, handing back the resources.
+    fn complete(self, result: io::Result<u32>, flags: u32) -> Self::Output;
+}
+
+/// The slot of a dropped op: called once with its final CQE.
+pub(super) trait Abandoned {
+    fn finish(self: Box<Self>, cqe: Cqe);
+}
+
+impl<T: Completable> Abandoned for T {
+    fn finish(self: Box<Self>, cqe: Cqe) {
+        // Dropping the output frees the buffers and closes any resource the op made.
+        drop((*self).complete(cqe.into_result(), cqe.flags));
+    }
+}
+
+/// The state of one slot of the op slab (see the module docs).
+pub(super) enum Lifecycle {
+    Waiting(Waker),
+    Completed(Cqe),
+    Ignored(Box<dyn Abandoned>),
+}
+
+pub(super) struct OpSlot {
+    pub(super) generation: u32,
+    pub(super) state: Lifecycle,
+}
+
+/// The future of one operation. Nothing reaches the kernel until it is first polled.
+pub(crate) struct Op<T: Completable> {
+    data: Option<T>,
+    state: State,
+}
+
+enum State {
+    Unsubmitted,
+    InFlight { driver: Rc<Driver>, token: Token },
+    Done,
+}
+
+impl<T: Completable> Op<T> {
+    pub(crate) fn new(data: T) -> Op<T> {
+        Op {
+            data: Some(data),
+            state: State::Unsubmitted,
+        }
+    }
+
+    fn finish(&mut self, result: io::Result<u32>, flags: u32) -> T::Output {
+        self.state = State::Done;
+        let data = self.data.take().expect("an op holds its data until it completes");
+        data.complete(result, flags)
+    }
+}
+
+impl<T: Completable> Future for Op<T> {
+    type Output = T::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T::Output> {
+        let this = self.get_mut();
+        match &this.state {
+            State::Unsubmitted => {
+                let Some(driver) = super::current() else {
+                    return Poll::Ready(this.finish(Err(super::no_runtime()), 0));
+                };
+                let data = this.data.as_mut().expect("unsubmitted op has its data");
+                match driver.submit(data.prepare(), cx.waker()) {
+                    Ok(token) => {
+                        this.state = State::InFlight { driver, token };
+                        Poll::Pending
+                    }
+                    Err(e) => Poll::Ready(this.finish(Err(e), 0)),
+                }
+            }
+            State::InFlight { driver, token } => match driver.poll_op(*token, cx) {
+                Poll::Ready(cqe) => Poll::Ready(this.finish(cqe.into_result(), cqe.flags)),
+                Poll::Pending => Poll::Pending,
+            },
+            State::Done => panic!("an io_uring op future was polled after it completed"),
+        }
+    }
+}
+
+impl<T: Completable> Drop for Op<T> {
+    fn drop(&mut self) {
+        if let State::InFlight { driver, token } = &self.state {
+            if let Some(data) = self.data.take() {
+                driver.abandon(*token, data);
+            }
+        }
+    }
+}
+
+impl<T: Completable> std::fmt::Debug for Op<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = match self.state {
+            State::Unsubmitted => "unsubmitted",
+            State::InFlight { .. } => "in flight",
+            State::Done => "done",
+        };
+        f.debug_struct("Op").field("state", &state).finish()
+    }
+}

@@ -1,0 +1,43 @@
+use std::io;
+use std::os::fd::{AsRawFd, IntoRawFd, OwnedFd};
+
+use io_uring::{opcode, squeue::Entry, types};
+
+use crate::driver::Completable;
+
+/// `IORING_OP_CLOSE`. Queued behind any SQE that names the fd, so the fd number is
+/// not freed (and reused) before those ops have taken their reference to the file.
+#[derive(Debug)]
+pub(crate) struct Close {
+    /// Closed by `Drop` if the kernel never ran the close (not queued, or cancelled).
+    fd: Option<OwnedFd>,
+}
+
+impl Close {
+    pub(crate) fn new(fd: OwnedFd) -> Close {
+        Close { fd: Some(fd) }
+    }
+}
+
+impl Completable for Close {
+    type Output = io::Result<()>;
+
+    fn prepare(&mut self) -> Entry {
+        let fd = self.fd.as_ref().map_or(-1, |fd| fd.as_raw_fd());
+        opcode::Close::new(types::Fd(fd)).build()
+    }
+
+    fn complete(mut self, result: io::Result<u32>, _flags: u32) -> io::Result<()> {
+        let ran = match &result {
+            Ok(_) => true,
+            // Cancelled before it ran, or never submitted (no OS error): still open.
+            Err(e) => !matches!(e.raw_os_error(), Some(libc::ECANCELED) | None),
+        };
+        if ran {
+            // The kernel released the fd (Linux does so even when close reports an
+            // error); closing it again could close someone else's file.
+            let _ = self.fd.take().map(IntoRawFd::into_raw_fd);
+        }
+        result.map(drop)
+    }
+}

@@ -1,0 +1,21 @@
+use std::io;
+
+use io_uring::{opcode, squeue::Entry};
+
+use crate::driver::Completable;
+
+/// `IORING_OP_NOP`: a round trip through the ring that does nothing.
+#[derive(Debug)]
+pub(crate) struct Nop;
+
+impl Completable for Nop {
+    type Output = io::Result<()>;
+
+    fn prepare(&mut self) -> Entry {
+        opcode::Nop::new().build()
+    }
+
+    fn complete(self, result: io::Result<u32>, _flags: u32) -> io::Result<()> {
+        result.map(drop)
+    }
+}

@@ -1,0 +1,539 @@
+//! Tasks: their cells, the per-core task table and run queue, join handles and wakers.
+//!
+//! # The task cell
+//!
+//! A spawned future lives in an `Rc<TaskCell<F>>`, shared by the core's task table
+//! (which polls it) and the task's [`JoinHandle`] (which reads its output). Both are on
+//! the core's thread: the cell is never shared with another thread, so `Cell` and
+//! `RefCell` suffice.
+//!
+//! - The future sits in the `Rc` allocation, which never moves, and it is only ever
+//!   dropped in place (set to `None`) and never moved out: that is what makes the
+//!   `Pin::new_unchecked` in [`TaskCell::poll`] sound.
+//! - The future is polled only by the run loop, never re-entrantly: a task cannot poll
+//!   itself, and the join handle never touches the future, only the output.
+//! - When the future finishes, panics or is aborted, it is dropped, the outcome is
+//!   stored, the join waker is woken and the table forgets the task. The output then
+//!   lives as long as the join handle.
+
+use std::any::Any;
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::fmt;
+use std::future::Future;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::Mutex;
+use std::task::{Context, Poll, Waker};
+
+use slab::Slab;
+
+mod remote;
+mod waker;
+
+pub(crate) use remote::RemoteInbox;
+pub(crate) use waker::TaskId;
+use waker::{MAIN_INDEX, MAX_TASKS};
+
+thread_local! {
+    static CURRENT: RefCell<Option<Rc<Tasks>>> = const { RefCell::new(None) };
+}
+
+/// The task table of the core running on this thread.
+pub(crate) fn current() -> Option<Rc<Tasks>> {
+    CURRENT.with(|c| c.borrow().clone())
+}
+
+/// Wakes the task `id`, on its core directly if that core runs on this thread.
+fn wake(id: TaskId) {
+    let local = CURRENT
+        .try_with(|c| match &*c.borrow() {
+            Some(tasks) if tasks.core == id.core() => {
+                tasks.schedule(id);
+                true
+            }
+            _ => false,
+        })
+        .unwrap_or(false);
+    if !local {
+        remote::wake(id);
+    }
+}
+
+/// Spawns a task on the current core. See [`crate::spawn`].
+pub(crate) fn spawn<F>(future: F) -> JoinHandle<F::Output>
+where
+    F: Future + 'static,
+    F::Output: 'static,
+{
+    match current() {
+        Some(tasks) => tasks.spawn(future),
+        None => panic!(
+            "runtime::spawn called outside a runtime: call it from a future run by \
+             Runtime::block_on or by a task"
+        ),
+    }
+}
+
+/// Counters a task table keeps.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct TaskStats {
+    pub(crate) spawned: u64,
+    pub(crate) polled: u64,
+    pub(crate) remote_wakes: u64,
+}
+
+/// One core's tasks and run queue.
+pub(crate) struct Tasks {
+    core: u16,
+    table: RefCell<Slab<Entry>>,
+    queue: RefCell<VecDeque<u32>>,
+    generation: Cell<u32>,
+    main_woken: Cell<bool>,
+    closing: Cell<bool>,
+    stats: Cell<TaskStats>,
+}
+
+struct Entry {
+    generation: u32,
+    scheduled: bool,
+    task: Rc<dyn Runnable>,
+}
+
+/// A task as the run loop sees it, whatever its future and output types.
+pub(crate) trait Runnable {
+    /// Polls the future; `true` once the task has finished (or was aborted).
+    fn poll(&self, cx: &mut Context<'_>) -> bool;
+    /// Drops the future unpolled and records the task as cancelled.
+    fn cancel(&self);
+}
+
+/// A task taken off the run queue, ready to be polled.
+pub(crate) struct Ready {
+    pub(crate) id: TaskId,
+    pub(crate) task: Rc<dyn Runnable>,
+}
+
+impl Tasks {
+    pub(crate) fn new(core: u16) -> Tasks {
+        Tasks {
+            core,
+            table: RefCell::new(Slab::new()),
+            queue: RefCell::new(VecDeque::new()),
+            generation: Cell::new(0),
+            main_woken: Cell::new(false),
+            closing: Cell::new(false),
+            stats: Cell::new(TaskStats::default()),
+        }
+    }
+
+    /// Makes this table the current one on this thread until the guard is dropped.
+    pub(crate) fn enter(self: &Rc<Self>) -> EnterGuard {
+        let prev = CURRENT.with(|c| c.borrow_mut().replace(self.clone()));
+        EnterGuard { prev }
+    }
+
+    pub(crate) fn stats(&self) -> TaskStats {
+        self.stats.get()
+    }
+
+    fn bump(&self, f: impl FnOnce(&mut TaskStats)) {
+        let mut s = self.stats.get();
+        f(&mut s);
+        self.stats.set(s);
+    }
+
+    pub(crate) fn spawn<F>(&self, future: F) -> JoinHandle<F::Output>
+    where
+        F: Future + 'static,
+        F::Output: 'static,
+    {
+        let cell = Rc::new(TaskCell {
+            future: RefCell::new(Some(future)),
+            output: RefCell::new(None),
+            finished: Cell::new(false),
+            abort: Cell::new(false),
+            join_waker: RefCell::new(None),
+        });
+        self.bump(|s| s.spawned += 1);
+        if self.closing.get() {
+            // The runtime is shutting down: the task will never run.
+            cell.cancel();
+            return JoinHandle {
+                cell,
+                id: TaskId::new(self.core, 0, 0),
+            };
+        }
+        let generation = TaskId::cut_generation(self.generation.get().wrapping_add(1));
+        self.generation.set(generation);
+        let mut table = self.table.borrow_mut();
+        let index = table.insert(Entry {
+            generation,
+            scheduled: true,
+            task: cell.clone(),
+        });
+        assert!(index < MAX_TASKS, "more than {MAX_TASKS} live tasks on one core");
+        drop(table);
+        self.queue.borrow_mut().push_back(index as u32);
+        JoinHandle {
+            cell,
+            id: TaskId::new(self.core, index as u32, generation),
+        }
+    }
+
+    /// Puts the task on the run queue unless it is there already or gone.
+    pub(crate) fn schedule(&self, id: TaskId) {
+        if id.index() == MAIN_INDEX {
+            self.main_woken.set(true);
+            return;
+        }
+        let mut table = self.table.borrow_mut();
+        match table.get_mut(id.index() as usize) {
+            Some(entry) if entry.generation == id.generation() && !entry.scheduled => {
+                entry.scheduled = true;
+                drop(table);
+                self.queue.borrow_mut().push_back(id.index());
+            }
+            _ => {}
+        }
+    }
+
+    /// Schedules wakes that came from other threads.
+    pub(crate) fn schedule_remote(&self, ids: &mut Vec<TaskId>) {
+        self.bump(|s| s.remote_wakes += ids.len() as u64);
+        for id in ids.drain(..) {
+            self.schedule(id);
+        }
+    }
+
+    /// The waker of the future passed to `block_on`.
+    pub(crate) fn main_waker(&self) -> Waker {
+        TaskId::new(self.core, MAIN_INDEX, 0).waker()
+    }
+
+    /// Whether the main future was woken since the last call.
+    pub(crate) fn take_main_woken(&self) -> bool {
+        self.main_woken.replace(false)
+    }
+
+    pub(crate) fn wake_main(&self) {
+        self.main_woken.set(true);
+    }
+
+    pub(crate) fn has_ready(&self) -> bool {
+        self.main_woken.get() || !self.queue.borrow().is_empty()
+    }
+
+    pub(crate) fn queued(&self) -> usize {
+        self.queue.borrow().len()
+    }
+
+    /// Takes the next task off the run queue.
+    pub(crate) fn next(&self) -> Option<Ready> {
+        loop {
+            let index = self.queue.borrow_mut().pop_front()?;
+            let mut table = self.table.borrow_mut();
+            if let Some(entry) = table.get_mut(index as usize) {
+                entry.scheduled = false;
+                self.bump(|s| s.polled += 1);
+                return Some(Ready {
+                    id: TaskId::new(self.core, index, entry.generation),
+                    task: entry.task.clone(),
+                });
+            }
+        }
+    }
+
+    /// Forgets a task that has finished.
+    pub(crate) fn remove(&self, id: TaskId) {
+        let mut table = self.table.borrow_mut();
+        if table
+            .get(id.index() as usize)
+            .is_some_and(|e| e.generation == id.generation())
+        {
+            let entry = table.remove(id.index() as usize);
+            drop(table);
+            // The cell may be the last reference; its output's drop runs unborrowed.
+            drop(entry);
+        }
+    }
+
+    /// Cancels every task; tasks spawned from then on are cancelled at once.
+    pub(crate) fn close(&self) {
+        self.closing.set(true);
+        self.queue.borrow_mut().clear();
+        let table = std::mem::take(&mut *self.table.borrow_mut());
+        for (_, entry) in table {
+            entry.task.cancel();
+        }
+    }
+}
+
+/// Restores the previous task table when dropped.
+pub(crate) struct EnterGuard {
+    prev: Option<Rc<Tasks>>,
+}
+
+impl Drop for EnterGuard {
+    fn drop(&mut self) {
+        let prev = self.prev.take();
+        let mine = CURRENT.with(|c| std::mem::replace(&mut *c.borrow_mut(), prev));
+        drop(mine);
+    }
+}
+
+struct TaskCell<F: Future> {
+    future: RefCell<Option<F>>,
+    output: RefCell<Option<Result<F::Output, JoinError>>>,
+    finished: Cell<bool>,
+    abort: Cell<bool>,
+    join_waker: RefCell<Option<Waker>>,
+}
+
+impl<F: Future> TaskCell<F> {
+    fn finish(&self, outcome: Result<F::Output, JoinError>) {
+        *self.output.borrow_mut() = Some(outcome);
+        self.finished.set(true);
+        let waker = self.join_waker.borrow_mut().take();
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+
+    /// Drops the future in place; a panic in its drop is kept as the task's outcome.
+    fn drop_future(&self) -> Option<JoinError> {
+        let mut slot = self.future.borrow_mut();
+        catch_unwind(AssertUnwindSafe(|| *slot = None))
+            .err()
+            .map(JoinError::panic)
+    }
+}
+
+impl<F: Future> Runnable for TaskCell<F> {
+    fn poll(&self, cx: &mut Context<'_>) -> bool {
+        if self.finished.get() {
+            return true;
+        }
+        if self.abort.get() {
+            self.cancel();
+            return true;
+        }
+        let mut slot = self.future.borrow_mut();
+        let Some(future) = slot.as_mut() else {
+            return true;
+        };
+        // SAFETY: the future lives in this cell's `Rc` allocation, which never moves,
+        // and it is only dropped in place, never moved out (see the module docs).
+        let future = unsafe { Pin::new_unchecked(future) };
+        let outcome = catch_unwind(AssertUnwindSafe(|| future.poll(cx)));
+        drop(slot);
+        match outcome {
+            Ok(Poll::Pending) if self.abort.get() => {
+                self.cancel();
+                true
+            }
+            Ok(Poll::Pending) => false,
+            Ok(Poll::Ready(value)) => {
+                let outcome = match self.drop_future() {
+                    None => Ok(value),
+                    Some(panic) => Err(panic),
+                };
+                self.finish(outcome);
+                true
+            }
+            Err(payload) => {
+                // The payload of the poll's panic wins over any from the drop.
+                let _ = self.drop_future();
+                self.finish(Err(JoinError::panic(payload)));
+                true
+            }
+        }
+    }
+
+    fn cancel(&self) {
+        if self.finished.get() {
+            return;
+        }
+        let outcome = self.drop_future().unwrap_or_else(JoinError::cancelled);
+        self.finish(Err(outcome));
+    }
+}
+
+/// What a join handle needs of its task, whatever the future type.
+trait Join<T> {
+    fn poll_join(&self, cx: &mut Context<'_>) -> Poll<Result<T, JoinError>>;
+    fn request_abort(&self) -> bool;
+    fn is_finished(&self) -> bool;
+}
+
+impl<F: Future> Join<F::Output> for TaskCell<F> {
+    fn poll_join(&self, cx: &mut Context<'_>) -> Poll<Result<F::Output, JoinError>> {
+        if !self.finished.get() {
+            let mut waker = self.join_waker.borrow_mut();
+            match &*waker {
+                Some(w) if w.will_wake(cx.waker()) => {}
+                _ => *waker = Some(cx.waker().clone()),
+            }
+            return Poll::Pending;
+        }
+        std::task::ready!(crate::coop::poll_proceed(cx));
+        match self.output.borrow_mut().take() {
+            Some(outcome) => Poll::Ready(outcome),
+            None => panic!("a JoinHandle was polled after it returned the task's output"),
+        }
+    }
+
+    fn request_abort(&self) -> bool {
+        if self.finished.get() {
+            return false;
+        }
+        self.abort.set(true);
+        true
+    }
+
+    fn is_finished(&self) -> bool {
+        self.finished.get()
+    }
+}
+
+/// An owned permission to await a spawned task's output.
+///
+/// Awaiting it gives `Ok(output)`, or a [`JoinError`] if the task panicked or was
+/// aborted. Dropping it detaches the task, which keeps running. It is `!Send`: it
+/// belongs to the core that spawned the task.
+///
+/// ```
+/// # let mut rt = runtime::Builder::new().cores(1).build().unwrap();
+/// # rt.block_on(async {
+/// let handle = runtime::spawn(async { 6 * 7 });
+/// assert_eq!(handle.await.unwrap(), 42);
+/// # });
+/// ```
+pub struct JoinHandle<T> {
+    cell: Rc<dyn Join<T>>,
+    id: TaskId,
+}
+
+impl<T> JoinHandle<T> {
+    /// Asks the task to stop: its future is dropped before it is polled again, and
+    /// awaiting the handle then gives a cancelled [`JoinError`]. A task that has
+    /// finished already is not affected.
+    pub fn abort(&self) {
+        if self.cell.request_abort() {
+            self.id.waker().wake();
+        }
+    }
+
+    /// Whether the task has finished, panicked or been aborted.
+    pub fn is_finished(&self) -> bool {
+        self.cell.is_finished()
+    }
+}
+
+impl<T> Future for JoinHandle<T> {
+    type Output = Result<T, JoinError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.cell.poll_join(cx)
+    }
+}
+
+impl<T> fmt::Debug for JoinHandle<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JoinHandle")
+            .field("finished", &self.is_finished())
+            .finish()
+    }
+}
+
+/// Why a task did not give its output: it panicked, or it was aborted.
+pub struct JoinError {
+    repr: Repr,
+}
+
+enum Repr {
+    Cancelled,
+    // A Mutex only to make the error Sync (so it fits in io::Error and Box<dyn Error +
+    // Send + Sync>); it is locked once, by into_panic.
+    Panic(Mutex<Box<dyn Any + Send + 'static>>),
+}
+
+impl JoinError {
+    fn cancelled() -> JoinError {
+        JoinError {
+            repr: Repr::Cancelled,
+        }
+    }
+
+    fn panic(payload: Box<dyn Any + Send + 'static>) -> JoinError {
+        JoinError {
+            repr: Repr::Panic(Mutex::new(payload)),
+        }
+    }
+
+    /// Whether the task was aborted (or the runtime shut down before it finished).
+    pub fn is_cancelled(&self) -> bool {
+        matches!(self.repr, Repr::Cancelled)
+    }
+
+    /// Whether the task panicked.
+    pub fn is_panic(&self) -> bool {
+        matches!(self.repr, Repr::Panic(_))
+    }
+
+    /// The panic's payload, to re-raise with [`std::panic::resume_unwind`].
+    ///
+    /// # Panics
+    ///
+    /// If the task did not panic; use [`JoinError::try_into_panic`] to check first.
+    pub fn into_panic(self) -> Box<dyn Any + Send + 'static> {
+        self.try_into_panic()
+            .unwrap_or_else(|_| panic!("JoinError::into_panic on a cancelled task"))
+    }
+
+    /// The panic's payload, or the error back if the task did not panic.
+    pub fn try_into_panic(self) -> Result<Box<dyn Any + Send + 'static>, JoinError> {
+        match self.repr {
+            Repr::Panic(p) => Ok(p.into_inner().unwrap_or_else(|e| e.into_inner())),
+            Repr::Cancelled => Err(self),
+        }
+    }
+
+    fn panic_message(&self) -> Option<String> {
+        let Repr::Panic(p) = &self.repr else {
+            return None;
+        };
+        let p = p.lock().unwrap_or_else(|e| e.into_inner());
+        p.downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| p.downcast_ref::<String>().cloned())
+    }
+}
+
+impl fmt::Display for JoinError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (&self.repr, self.panic_message()) {
+            (Repr::Cancelled, _) => f.write_str("task was cancelled"),
+            (Repr::Panic(_), Some(msg)) => write!(f, "task panicked with message {msg:?}"),
+            (Repr::Panic(_), None) => f.write_str("task panicked"),
+        }
+    }
+}
+
+impl fmt::Debug for JoinError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.repr {
+            Repr::Cancelled => f.write_str("JoinError::Cancelled"),
+            Repr::Panic(_) => write!(f, "JoinError::Panic({:?})", self.panic_message()),
+        }
+    }
+}
+
+impl std::error::Error for JoinError {}
+
+impl From<JoinError> for std::io::Error {
+    fn from(e: JoinError) -> std::io::Error {
+        std::io::Error::other(e)
+    }
+}
