@@ -294,6 +294,11 @@ impl Driver {
         self.inner.borrow_mut().timers.remove(&key.0);
     }
 
+    #[cfg(test)]
+    pub(crate) fn timer_count(&self) -> usize {
+        self.inner.borrow().timers.len()
+    }
+
     /// Cancels every op in flight and waits for all their CQEs, so that nothing the
     /// kernel may still write is freed (rule 6). Ops submitted after this fail.
     pub(crate) fn shutdown(&self) {

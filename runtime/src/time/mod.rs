@@ -188,3 +188,29 @@ impl From<Elapsed> for std::io::Error {
         std::io::Error::new(std::io::ErrorKind::TimedOut, e)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dropped_and_finished_sleeps_leave_no_timer_behind() {
+        let mut rt = crate::Builder::new().build().unwrap();
+        rt.block_on(async {
+            let driver = driver::current().unwrap();
+            for _ in 0..100 {
+                let _ = timeout(Duration::from_micros(50), sleep(Duration::from_secs(3600))).await;
+            }
+            sleep(Duration::from_millis(1)).await;
+            let mut s = sleep(Duration::from_secs(3600));
+            std::future::poll_fn(|cx| {
+                assert!(Pin::new(&mut s).poll(cx).is_pending());
+                Poll::Ready(())
+            })
+            .await;
+            assert_eq!(driver.timer_count(), 1);
+            drop(s);
+            assert_eq!(driver.timer_count(), 0);
+        });
+    }
+}

@@ -1,0 +1,128 @@
+//! Dropping an operation mid-flight: its buffer lives until the kernel's final CQE,
+//! no data is lost to a cancelled read, and no fd leaks.
+
+use std::cell::Cell;
+use std::rc::Rc;
+use std::sync::Mutex;
+
+use runtime::fs::File;
+use tests::{open_fds, pipe, poll_once, rt, TrackedBuf};
+
+/// fd counts are per process: tests that count them do not run side by side.
+static FDS: Mutex<()> = Mutex::new(());
+
+#[test]
+fn a_dropped_read_frees_its_buffer_only_after_its_cqe() {
+    let _serial = FDS.lock().unwrap();
+    rt().block_on(async {
+        let (rx, tx) = pipe();
+        let rx = File::from_std(rx);
+        let tx = File::from_std(tx);
+        // When the buffer is dropped, note how many ops had completed by then.
+        let completed_at_drop = Rc::new(Cell::new(None));
+        let seen = completed_at_drop.clone();
+        let buf = TrackedBuf::new(64, move || seen.set(Some(runtime::stats().ops_completed)));
+
+        let read = Box::pin(rx.read_at(buf, 0));
+        let (out, read) = poll_once(read).await;
+        assert!(out.is_none(), "an empty pipe has nothing to read");
+        let completed_before = runtime::stats().ops_completed;
+        drop(read);
+        assert_eq!(
+            completed_at_drop.get(),
+            None,
+            "the buffer must outlive the dropped future while the read is in flight"
+        );
+        // The cancel's CQE arrives at a later turn of the ring.
+        for _ in 0..1000 {
+            if completed_at_drop.get().is_some() {
+                break;
+            }
+            runtime::yield_now().await;
+        }
+        let at_drop = completed_at_drop.get().expect("the buffer is freed after the CQE");
+        assert_eq!(
+            at_drop,
+            completed_before + 1,
+            "freed right after the read's CQE was reaped, not before"
+        );
+
+        // The cancelled read took nothing: what is written next is read whole.
+        let (n, _) = tx.write_at(b"hello".as_slice(), 0).await;
+        assert_eq!(n.unwrap(), 5);
+        let (n, buf) = rx.read_at(Vec::with_capacity(16), 0).await;
+        assert_eq!(n.unwrap(), 5);
+        assert_eq!(buf, b"hello");
+    });
+}
+
+#[test]
+fn a_read_dropped_after_completing_frees_at_once() {
+    let _serial = FDS.lock().unwrap();
+    rt().block_on(async {
+        let (rx, tx) = pipe();
+        let rx = File::from_std(rx);
+        let tx = File::from_std(tx);
+        let freed = Rc::new(Cell::new(false));
+        let f = freed.clone();
+        let read = Box::pin(rx.read_at(TrackedBuf::new(8, move || f.set(true)), 0));
+        let (out, read) = poll_once(read).await;
+        assert!(out.is_none());
+        tx.write_at(b"x".as_slice(), 0).await.0.unwrap();
+        // Let the read's CQE be reaped without polling the read again.
+        runtime::nop().await.unwrap();
+        runtime::yield_now().await;
+        assert!(!freed.get());
+        drop(read);
+        assert!(freed.get(), "a completed op's buffer is freed when its future drops");
+    });
+}
+
+#[test]
+fn dropping_files_and_cancelled_ops_leaks_no_fd() {
+    let _serial = FDS.lock().unwrap();
+    let mut rt = rt();
+    let before = open_fds();
+    rt.block_on(async {
+        for _ in 0..200 {
+            let (rx, tx) = pipe();
+            let rx = File::from_std(rx);
+            let _tx = File::from_std(tx);
+            let read = Box::pin(rx.read_at(vec![0u8; 0].into_boxed_slice(), 0));
+            let (_, read) = poll_once(read).await;
+            drop(read);
+            let read = Box::pin(rx.read_at(Vec::with_capacity(4), 0));
+            let (_, read) = poll_once(read).await;
+            drop(read);
+        }
+        // Closing goes through the ring: let those ops complete.
+        for _ in 0..10 {
+            runtime::nop().await.unwrap();
+        }
+    });
+    assert_eq!(open_fds(), before, "every pipe end was closed");
+    drop(rt);
+}
+
+#[test]
+fn file_close_reports_the_kernels_answer() {
+    let _serial = FDS.lock().unwrap();
+    rt().block_on(async {
+        let before = open_fds();
+        let (rx, tx) = pipe();
+        File::from_std(rx).close().await.unwrap();
+        File::from_std(tx).close().await.unwrap();
+        assert_eq!(open_fds(), before);
+    });
+}
+
+#[test]
+fn an_op_outside_a_runtime_is_an_error_not_a_panic() {
+    let waker = std::task::Waker::noop();
+    let mut cx = std::task::Context::from_waker(waker);
+    let mut nop = runtime::nop();
+    match std::future::Future::poll(std::pin::Pin::new(&mut nop), &mut cx) {
+        std::task::Poll::Ready(Err(e)) => assert!(e.to_string().contains("no runtime")),
+        other => panic!("expected an error, got {other:?}"),
+    }
+}
