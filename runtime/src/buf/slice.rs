@@ -58,10 +58,11 @@ unsafe impl<B: IoBufMut> IoBufMut for Slice<B> {
         unsafe { self.buf.stable_mut_ptr().add(self.begin) }
     }
     unsafe fn set_init(&mut self, pos: usize) {
-        // SAFETY: the caller promises `pos` bytes from `begin` are initialised; the bytes
-        // before `begin` are initialised only as far as B already knew, so only move the
-        // mark when the slice starts inside B's initialised part.
+        // The bytes before `begin` are initialised only as far as B already knew, so
+        // the mark moves only when the slice starts inside B's initialised part.
         if self.buf.bytes_init() >= self.begin {
+            // SAFETY: the caller promises `pos` bytes from `begin` are initialised, and
+            // the bytes before `begin` are (checked just above).
             unsafe { self.buf.set_init(self.begin + pos) };
         }
     }

@@ -23,8 +23,8 @@ use crate::sys::uring::{RingFd, ENTER_GETEVENTS, ENTER_SQ_WAKEUP};
 mod op;
 pub(crate) mod ops;
 
-pub(crate) use op::{Completable, Op};
 use op::{Abandoned, Cqe, Lifecycle, OpSlot, Token};
+pub(crate) use op::{Completable, Op};
 
 /// `user_data` of the `ASYNC_CANCEL`s the driver queues: their CQEs carry nothing.
 const CANCEL_UD: u64 = u64::MAX;
@@ -420,9 +420,7 @@ impl Inner {
             match self.enter(false, None) {
                 Ok(()) => return Ok(()),
                 Err(e) if e.raw_os_error() == Some(libc::EINTR) => continue,
-                Err(e)
-                    if matches!(e.raw_os_error(), Some(libc::EBUSY) | Some(libc::EAGAIN)) =>
-                {
+                Err(e) if matches!(e.raw_os_error(), Some(libc::EBUSY) | Some(libc::EAGAIN)) => {
                     self.reap();
                     return Ok(());
                 }

@@ -144,7 +144,10 @@ impl<T: Completable> Op<T> {
 
     fn finish(&mut self, result: io::Result<u32>, flags: u32) -> T::Output {
         self.state = State::Done;
-        let data = self.data.take().expect("an op holds its data until it completes");
+        let data = self
+            .data
+            .take()
+            .expect("an op holds its data until it completes");
         data.complete(result, flags)
     }
 }

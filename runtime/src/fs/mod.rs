@@ -51,7 +51,10 @@ impl File {
 
 impl AsFd for File {
     fn as_fd(&self) -> BorrowedFd<'_> {
-        self.fd.as_ref().expect("a File owns its fd until closed").as_fd()
+        self.fd
+            .as_ref()
+            .expect("a File owns its fd until closed")
+            .as_fd()
     }
 }
 

@@ -173,7 +173,10 @@ impl Tasks {
             scheduled: true,
             task: cell.clone(),
         });
-        assert!(index < MAX_TASKS, "more than {MAX_TASKS} live tasks on one core");
+        assert!(
+            index < MAX_TASKS,
+            "more than {MAX_TASKS} live tasks on one core"
+        );
         drop(table);
         self.queue.borrow_mut().push_back(index as u32);
         JoinHandle {

@@ -30,7 +30,11 @@ pub use interval::{interval, interval_at, Interval, MissedTickBehavior};
 /// # });
 /// ```
 pub fn sleep(duration: Duration) -> Sleep {
-    sleep_until(Instant::now().checked_add(duration).unwrap_or_else(far_future))
+    sleep_until(
+        Instant::now()
+            .checked_add(duration)
+            .unwrap_or_else(far_future),
+    )
 }
 
 /// Waits until `deadline`.
