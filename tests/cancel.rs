@@ -40,7 +40,9 @@ fn a_dropped_read_frees_its_buffer_only_after_its_cqe() {
             }
             runtime::yield_now().await;
         }
-        let at_drop = completed_at_drop.get().expect("the buffer is freed after the CQE");
+        let at_drop = completed_at_drop
+            .get()
+            .expect("the buffer is freed after the CQE");
         assert_eq!(
             at_drop,
             completed_before + 1,
@@ -74,7 +76,10 @@ fn a_read_dropped_after_completing_frees_at_once() {
         runtime::yield_now().await;
         assert!(!freed.get());
         drop(read);
-        assert!(freed.get(), "a completed op's buffer is freed when its future drops");
+        assert!(
+            freed.get(),
+            "a completed op's buffer is freed when its future drops"
+        );
     });
 }
 

@@ -53,7 +53,10 @@ fn a_loop_over_always_ready_futures_is_preempted() {
         });
         io.await.unwrap();
         let n = spinner.await.unwrap();
-        assert!(n < LIMIT, "I/O and timers waited for the busy loop to give up");
+        assert!(
+            n < LIMIT,
+            "I/O and timers waited for the busy loop to give up"
+        );
     });
 }
 

@@ -126,10 +126,14 @@ fn a_panic_in_the_main_future_reaches_block_on_and_the_runtime_stays_usable() {
     }));
     let payload = caught.unwrap_err();
     assert_eq!(payload.downcast_ref::<&str>(), Some(&"main failed"));
-    assert_eq!(rt.block_on(async { runtime::spawn(async { 1 }).await.unwrap() }), 1);
+    assert_eq!(
+        rt.block_on(async { runtime::spawn(async { 1 }).await.unwrap() }),
+        1
+    );
 }
 
 #[test]
+#[allow(clippy::async_yields_async)] // the join handle is handed out on purpose
 fn tasks_left_running_resume_at_the_next_block_on() {
     let mut rt = rt();
     let handle = rt.block_on(async {

@@ -91,7 +91,10 @@ fn wakes_from_many_threads_are_all_seen() {
             .map(|signals| std::thread::spawn(move || signals.iter().for_each(|s| s.fire())))
             .collect();
         for t in tasks {
-            timeout(BOUND, t).await.expect("every wake arrives").unwrap();
+            timeout(BOUND, t)
+                .await
+                .expect("every wake arrives")
+                .unwrap();
         }
         for t in threads {
             t.join().unwrap();
@@ -102,9 +105,8 @@ fn wakes_from_many_threads_are_all_seen() {
 
 #[test]
 fn a_waker_outliving_its_runtime_is_harmless() {
-    let waker = tests::rt().block_on(async {
-        std::future::poll_fn(|cx| Poll::Ready(cx.waker().clone())).await
-    });
+    let waker = tests::rt()
+        .block_on(async { std::future::poll_fn(|cx| Poll::Ready(cx.waker().clone())).await });
     let w = waker.clone();
     std::thread::spawn(move || w.wake()).join().unwrap();
     waker.wake();

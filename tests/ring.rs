@@ -24,7 +24,11 @@ fn a_tiny_ring_with_thousands_of_ops_loses_no_completion() {
             .map(|_| runtime::spawn(async { runtime::nop().await }))
             .collect();
         for t in tasks {
-            timeout(BOUND, t).await.expect("no lost CQE").unwrap().unwrap();
+            timeout(BOUND, t)
+                .await
+                .expect("no lost CQE")
+                .unwrap()
+                .unwrap();
         }
     });
     assert_eq!(rt.stats().ops_completed - before.ops_completed, 5_000);
@@ -40,7 +44,7 @@ fn signals_during_the_wait_neither_hang_nor_fire_timers_early() {
     // struct is fully initialised and lives for the call.
     unsafe {
         let mut sa: libc::sigaction = std::mem::zeroed();
-        sa.sa_sigaction = on_signal as usize;
+        sa.sa_sigaction = on_signal as extern "C" fn(libc::c_int) as usize;
         libc::sigemptyset(&mut sa.sa_mask);
         assert_eq!(libc::sigaction(libc::SIGUSR1, &sa, std::ptr::null_mut()), 0);
     }
@@ -105,7 +109,7 @@ fn sqpoll_runs_ops_and_timers() {
         sleep(Duration::from_millis(30)).await;
         timeout(BOUND, runtime::nop()).await.unwrap().unwrap();
     });
-    assert!(rt.stats().ops_completed >= 64 * 200 + 1);
+    assert!(rt.stats().ops_completed > 64 * 200);
 }
 
 #[test]
@@ -113,9 +117,16 @@ fn bad_builder_settings_are_errors() {
     for (b, what) in [
         (runtime::Builder::new().cores(0), "cores(0)"),
         (runtime::Builder::new().ring_entries(0), "ring_entries(0)"),
-        (runtime::Builder::new().ring_entries(1 << 20), "ring_entries(1 << 20)"),
+        (
+            runtime::Builder::new().ring_entries(1 << 20),
+            "ring_entries(1 << 20)",
+        ),
     ] {
         let err = b.build().expect_err(what);
-        assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput, "{what}: {err}");
+        assert_eq!(
+            err.kind(),
+            std::io::ErrorKind::InvalidInput,
+            "{what}: {err}"
+        );
     }
 }

@@ -18,7 +18,11 @@ fn sleeps_never_end_early() {
             let d = Duration::from_nanos(d);
             let start = Instant::now();
             timeout(BOUND, sleep(d)).await.expect("sleep ended");
-            assert!(start.elapsed() >= d, "sleep({d:?}) ended after {:?}", start.elapsed());
+            assert!(
+                start.elapsed() >= d,
+                "sleep({d:?}) ended after {:?}",
+                start.elapsed()
+            );
         }
     });
 }
@@ -39,7 +43,11 @@ fn timers_fire_in_deadline_order_and_none_early() {
                 runtime::spawn(async move {
                     sleep_until(deadline).await;
                     let now = Instant::now();
-                    assert!(now >= deadline, "timer {i} fired {:?} early", deadline - now);
+                    assert!(
+                        now >= deadline,
+                        "timer {i} fired {:?} early",
+                        deadline - now
+                    );
                     fired.borrow_mut().push((ms, i));
                 })
             })
@@ -136,7 +144,10 @@ fn interval_missed_ticks() {
         let late_at = Instant::now();
         delay.tick().await;
         let next = delay.tick().await;
-        assert!(next >= late_at + period, "Delay restarts from the late tick");
+        assert!(
+            next >= late_at + period,
+            "Delay restarts from the late tick"
+        );
         // Skip: missed ticks are dropped, the next is on the original grid.
         let mut skip = interval(period);
         skip.set_missed_tick_behavior(MissedTickBehavior::Skip);

@@ -67,8 +67,6 @@ unsafe impl runtime::buf::IoBufMut for TrackedBuf {
     }
 }
 
-use runtime::buf::{IoBuf as _, IoBufMut as _};
-
 /// Polls `future` exactly once and hands it back (so a test can drop it mid-flight).
 pub async fn poll_once<F: Future + Unpin>(mut future: F) -> (Option<F::Output>, F) {
     let output = std::future::poll_fn(|cx: &mut Context<'_>| {

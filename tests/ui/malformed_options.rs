@@ -1,0 +1,2 @@
+#[runtime::main(2)]
+async fn main() {}

@@ -1,0 +1,4 @@
+#[runtime::test]
+struct NotAFunction;
+
+fn main() {}
