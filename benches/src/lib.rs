@@ -1,0 +1,38 @@
+//! Side-by-side benchmarks of `runtime` against a hand-written io_uring loop,
+//! tokio-uring and tokio.
+//!
+//! Every contender of a workload runs in the same process, on a fresh thread
+//! pinned to one CPU, interleaved over several rounds, so that the ratios
+//! between them hold even when the absolute figures drift with the machine.
+//! `src/bin/compare.rs` drives them. The contenders are `raw`, `ours`,
+//! `uring_peer` (tokio-uring) and `tokio_local` (tokio); `measure`, `report`
+//! and `args` are the harness.
+
+use std::io;
+
+pub mod args;
+pub mod measure;
+pub mod ours;
+pub mod raw;
+pub mod report;
+pub mod tokio_local;
+pub mod uring_peer;
+
+/// Ops kept in flight by the deep-queue workloads.
+pub const DEPTH: u64 = 64;
+
+/// Tasks spawned before they are awaited in the batched spawn workloads.
+pub const SPAWN_BATCH: usize = 1_000;
+
+/// Checks that the spawn workloads got every task's output back: tasks
+/// return `0..count`, so their outputs must add up to `count * (count - 1) / 2`.
+pub fn check_sum(sum: u64, count: u64) -> io::Result<()> {
+    let expected = count * count.saturating_sub(1) / 2;
+    if sum == expected {
+        Ok(())
+    } else {
+        Err(io::Error::other(format!(
+            "task outputs sum to {sum}, expected {expected}"
+        )))
+    }
+}
