@@ -240,7 +240,7 @@ impl Driver {
     /// One turn of the ring: submit what is queued; if `park`, wait for a completion or
     /// the next timer; reap every CQE; fire due timers; then wake what became ready.
     pub(crate) fn turn(&self, park: bool) {
-        let (ready, finished) = {
+        let (mut ready, finished) = {
             let mut inner = self.inner.borrow_mut();
             inner.arm_wake_read();
             if park {
@@ -249,13 +249,17 @@ impl Driver {
                 inner.flush();
             }
             inner.reap();
-            inner.fire_timers(Instant::now());
+            if !inner.timers.is_empty() {
+                inner.fire_timers(Instant::now());
+            }
+            if inner.ready.is_empty() && inner.finished.is_empty() {
+                return;
+            }
             (
                 std::mem::take(&mut inner.ready),
                 std::mem::take(&mut inner.finished),
             )
         };
-        let mut ready = ready;
         for waker in ready.drain(..) {
             waker.wake();
         }
@@ -438,11 +442,12 @@ impl Inner {
 
     /// Waits for at least one completion or the earliest timer.
     fn park(&mut self) {
-        let now = Instant::now();
-        match self.timers.keys().next() {
-            Some(&(deadline, _)) if deadline <= now => self.flush(),
-            Some(&(deadline, _)) => self.wait(Some(deadline - now)),
-            None => self.wait(None),
+        let Some(&(deadline, _)) = self.timers.keys().next() else {
+            return self.wait(None);
+        };
+        match deadline.checked_duration_since(Instant::now()) {
+            Some(timeout) if !timeout.is_zero() => self.wait(Some(timeout)),
+            _ => self.flush(),
         }
     }
 

@@ -89,6 +89,9 @@ impl Executor {
     }
 
     fn take_remote(&self) {
+        if !self.inbox.has_wakes() {
+            return;
+        }
         let mut remote = self.remote.borrow_mut();
         self.inbox.take(&mut remote);
         if !remote.is_empty() {

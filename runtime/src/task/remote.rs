@@ -62,9 +62,14 @@ impl RemoteInbox {
         self.eventfd.as_raw_fd()
     }
 
+    /// Whether wakes may have been left since the last `take` (one atomic load).
+    pub(crate) fn has_wakes(&self) -> bool {
+        self.notified.load(Ordering::Acquire)
+    }
+
     /// Takes the wakes left since the last call, if any.
     pub(crate) fn take(&self, into: &mut Vec<TaskId>) {
-        if !self.notified.load(Ordering::Acquire) {
+        if !self.has_wakes() {
             return;
         }
         self.notified.store(false, Ordering::Release);
