@@ -147,51 +147,22 @@ impl Driver {
 
     /// Queues `entry` for the kernel (the next turn submits it) and returns its token.
     pub(super) fn submit(&self, entry: Entry, waker: &Waker) -> io::Result<Token> {
-        let mut inner = self.inner.borrow_mut();
-        if inner.closed {
-            return Err(io::Error::other("the runtime is shutting down"));
-        }
-        inner.generation = inner.generation.wrapping_add(1);
-        let generation = inner.generation;
-        let index = inner.ops.insert(OpSlot {
-            generation,
-            state: Lifecycle::Waiting(waker.clone()),
-        });
-        let token = Token::new(index, generation);
-        if let Err(e) = inner.push(&entry.user_data(token.0)) {
-            inner.ops.remove(index);
-            return Err(e);
-        }
-        inner.in_flight += 1;
-        inner.stats.ops_submitted += 1;
-        Ok(token)
+        let state = Lifecycle::Waiting(waker.clone());
+        let queued = self.inner.borrow_mut().queue(entry, state);
+        queued.map_err(|(e, _unqueued)| e)
     }
 
     /// Queues an op nobody will await: its slot owns it from the start and drops its
     /// output at the CQE. Used for closing fds behind ops that may still name them.
     pub(crate) fn submit_detached<T: Completable>(&self, mut data: T) -> io::Result<()> {
-        let mut inner = self.inner.borrow_mut();
-        if inner.closed {
-            return Err(io::Error::other("the runtime is shutting down"));
-        }
-        inner.generation = inner.generation.wrapping_add(1);
-        let generation = inner.generation;
         let entry = data.prepare();
-        let index = inner.ops.insert(OpSlot {
-            generation,
-            state: Lifecycle::Ignored(Box::new(data)),
-        });
-        let token = Token::new(index, generation);
-        if let Err(e) = inner.push(&entry.user_data(token.0)) {
-            // Never queued: the kernel never saw the op's memory, so it may go now.
-            let slot = inner.ops.remove(index);
-            drop(inner);
-            drop(slot);
-            return Err(e);
-        }
-        inner.in_flight += 1;
-        inner.stats.ops_submitted += 1;
-        Ok(())
+        let queued = self
+            .inner
+            .borrow_mut()
+            .queue(entry, Lifecycle::Ignored(Box::new(data)));
+        // An op that was never queued was never seen by the kernel: its resources are
+        // dropped here, after the driver's borrow has ended.
+        queued.map(drop).map_err(|(e, _unqueued)| e)
     }
 
     /// Takes the op's CQE if it has come, or records who to wake when it does.
@@ -369,6 +340,31 @@ impl Drop for EnterGuard {
 pub(crate) struct TimerKey((Instant, u64));
 
 impl Inner {
+    /// Gives `entry` a slot in `state` and queues it; on failure hands the slot back
+    /// (for the caller to drop once the driver is no longer borrowed).
+    fn queue(&mut self, entry: Entry, state: Lifecycle) -> Result<Token, (io::Error, OpSlot)> {
+        if self.closed {
+            let e = io::Error::other("the runtime is shutting down");
+            return Err((
+                e,
+                OpSlot {
+                    generation: 0,
+                    state,
+                },
+            ));
+        }
+        self.generation = self.generation.wrapping_add(1);
+        let generation = self.generation;
+        let index = self.ops.insert(OpSlot { generation, state });
+        let token = Token::new(index, generation);
+        if let Err(e) = self.push(&entry.user_data(token.0)) {
+            return Err((e, self.ops.remove(index)));
+        }
+        self.in_flight += 1;
+        self.stats.ops_submitted += 1;
+        Ok(token)
+    }
+
     /// Pushes an SQE, handing full queues to the kernel first. Never panics: an SQE
     /// that cannot be queued after repeated flushes is an error for its op.
     fn push(&mut self, entry: &Entry) -> io::Result<()> {
