@@ -2,6 +2,7 @@
 //! no data is lost to a cancelled read, and no fd leaks.
 
 use std::cell::Cell;
+use std::future::Future as _;
 use std::rc::Rc;
 use std::sync::Mutex;
 
@@ -130,4 +131,51 @@ fn an_op_outside_a_runtime_is_an_error_not_a_panic() {
         std::task::Poll::Ready(Err(e)) => assert!(e.to_string().contains("no runtime")),
         other => panic!("expected an error, got {other:?}"),
     }
+}
+
+/// A waker whose last clone, when dropped, drops an in-flight op, as a foreign
+/// executor's last waker may drop the task (and the op futures) it owns.
+fn waker_owning(op: std::pin::Pin<Box<runtime::Nop>>) -> std::task::Waker {
+    use std::rc::Rc;
+    use std::task::{RawWaker, RawWakerVTable, Waker};
+    type Owned = std::pin::Pin<Box<runtime::Nop>>;
+    fn clone(data: *const ()) -> RawWaker {
+        // SAFETY: `data` is a live Rc<Owned> pointer (from Rc::into_raw below).
+        unsafe { Rc::increment_strong_count(data as *const Owned) };
+        RawWaker::new(data, &VTABLE)
+    }
+    fn noop(_: *const ()) {}
+    fn drop_ref(data: *const ()) {
+        // SAFETY: each waker holds one strong count of the Rc, given back once here.
+        drop(unsafe { Rc::from_raw(data as *const Owned) });
+    }
+    static VTABLE: RawWakerVTable = RawWakerVTable::new(clone, noop, noop, drop_ref);
+    let data = Rc::into_raw(Rc::new(op)) as *const ();
+    // SAFETY: the vtable counts references with the Rc and frees the op with the last
+    // one. The Rc is not atomic, so this waker must stay on this thread: it does.
+    unsafe { Waker::from_raw(RawWaker::new(data, &VTABLE)) }
+}
+
+#[test]
+fn a_waker_dropped_by_the_driver_may_drop_ops() {
+    let _serial = FDS.lock().unwrap();
+    rt().block_on(async {
+        // An op parked in a waker, in flight.
+        let mut inner = Box::pin(runtime::nop());
+        std::future::poll_fn(|cx| {
+            assert!(inner.as_mut().poll(cx).is_pending());
+            std::task::Poll::Ready(())
+        })
+        .await;
+        let owning = waker_owning(inner);
+        // Register that waker for another op, then replace it: the driver drops it,
+        // which drops the in-flight op and so calls back into the driver.
+        let mut outer = Box::pin(runtime::nop());
+        let mut cx = std::task::Context::from_waker(&owning);
+        assert!(outer.as_mut().poll(&mut cx).is_pending());
+        drop(owning); // the driver's copy is now the last one
+        let res = std::future::poll_fn(|cx| outer.as_mut().poll(cx)).await;
+        res.unwrap();
+        runtime::nop().await.unwrap(); // the abandoned op's CQE is reaped cleanly
+    });
 }

@@ -90,6 +90,7 @@ struct Inner {
     wake_armed: bool,
     /// Wakers and abandoned ops made ready while the driver was borrowed; they are woken
     /// and finished after the borrow ends, since either may call back into the driver.
+    /// For the same reason no waker is ever dropped while the driver is borrowed.
     ready: Vec<Waker>,
     finished: Vec<(Box<dyn Abandoned>, Cqe)>,
     closed: bool,
@@ -172,20 +173,20 @@ impl Driver {
             unreachable!("an in-flight op always has its slot")
         };
         debug_assert_eq!(slot.generation, token.generation());
-        match &mut slot.state {
+        let replaced = match &mut slot.state {
             Lifecycle::Completed(cqe) => {
                 let cqe = *cqe;
                 inner.ops.remove(token.index());
-                Poll::Ready(cqe)
+                return Poll::Ready(cqe);
             }
-            Lifecycle::Waiting(waker) => {
-                if !waker.will_wake(cx.waker()) {
-                    *waker = cx.waker().clone();
-                }
-                Poll::Pending
-            }
+            Lifecycle::Waiting(waker) if waker.will_wake(cx.waker()) => return Poll::Pending,
+            Lifecycle::Waiting(waker) => std::mem::replace(waker, cx.waker().clone()),
             Lifecycle::Ignored(_) => unreachable!("a live op future's slot is never ignored"),
-        }
+        };
+        // A waker's drop may run foreign code: not while the driver is borrowed.
+        drop(inner);
+        drop(replaced);
+        Poll::Pending
     }
 
     /// The op's future is gone: free its resources now if the kernel is done with them,
@@ -256,17 +257,19 @@ impl Driver {
     /// Points a registered timer at another waker; re-registers it if it has fired.
     pub(crate) fn update_timer(&self, key: TimerKey, waker: &Waker) {
         let mut inner = self.inner.borrow_mut();
-        match inner.timers.get_mut(&key.0) {
-            Some(w) if w.will_wake(waker) => {}
-            Some(w) => *w = waker.clone(),
-            None => {
-                inner.timers.insert(key.0, waker.clone());
-            }
-        }
+        let replaced = match inner.timers.get_mut(&key.0) {
+            Some(w) if w.will_wake(waker) => None,
+            Some(w) => Some(std::mem::replace(w, waker.clone())),
+            None => inner.timers.insert(key.0, waker.clone()),
+        };
+        // Dropped after the borrow ends, like every waker the driver lets go of.
+        drop(inner);
+        drop(replaced);
     }
 
     pub(crate) fn remove_timer(&self, key: TimerKey) {
-        self.inner.borrow_mut().timers.remove(&key.0);
+        let removed = self.inner.borrow_mut().timers.remove(&key.0);
+        drop(removed);
     }
 
     #[cfg(test)]
@@ -302,10 +305,10 @@ impl Driver {
             }
         }
         let mut inner = self.inner.borrow_mut();
-        inner.timers.clear();
+        let timers = std::mem::take(&mut inner.timers);
         let ready = std::mem::take(&mut inner.ready);
         drop(inner);
-        drop(ready);
+        drop((timers, ready));
     }
 }
 

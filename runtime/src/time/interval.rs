@@ -1,4 +1,4 @@
-use std::future::poll_fn;
+use std::future::{poll_fn, Future as _};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -99,5 +99,3 @@ impl futures_core::Stream for Interval {
         self.get_mut().poll_tick(cx).map(Some)
     }
 }
-
-use std::future::Future as _;
