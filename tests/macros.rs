@@ -20,10 +20,16 @@ async fn body_awaits_a_yield_and_a_spawned_task() {
 }
 
 #[runtime::test(cores = 2)]
-#[ignore = "the runtime does not start more than one core yet (Builder::cores(2) is Unsupported)"]
 async fn cores_option_starts_a_runtime_with_that_many_cores() {
-    let sum = runtime::spawn(async { 1 + 1 }).await.unwrap();
-    assert_eq!(sum, 2);
+    assert_eq!(runtime::core_count(), 2);
+    assert_eq!(runtime::core_id(), 0);
+    let there = runtime::spawn_on(1, || async { runtime::core_id() });
+    assert_eq!(there.await.unwrap(), 1);
+}
+
+#[runtime::test]
+async fn a_test_runs_on_one_core_by_default() {
+    assert_eq!(runtime::core_count(), 1);
 }
 
 #[runtime::test(ring_entries = 64)]

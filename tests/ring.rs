@@ -15,6 +15,7 @@ fn a_tiny_ring_with_thousands_of_ops_loses_no_completion() {
     // almost every push and most CQEs go through the kernel's overflow list.
     let mut rt = runtime::Builder::new()
         .cores(1)
+        .pin(false)
         .ring_entries(2)
         .build()
         .unwrap();
@@ -83,6 +84,7 @@ fn signals_during_the_wait_neither_hang_nor_fire_timers_early() {
 fn sqpoll_runs_ops_and_timers() {
     let mut rt = match runtime::Builder::new()
         .cores(1)
+        .pin(false)
         .sqpoll(Some(Duration::from_millis(10)))
         .build()
     {

@@ -6,7 +6,7 @@ use crate::measure::{Sample, Stopwatch};
 use crate::{check_sum, DEPTH, SPAWN_BATCH};
 
 fn block_on<F: std::future::Future>(fut: F) -> io::Result<F::Output> {
-    let mut rt = runtime::Builder::new().cores(1).build()?;
+    let mut rt = runtime::Builder::new().cores(1).pin(false).build()?;
     Ok(rt.block_on(fut))
 }
 

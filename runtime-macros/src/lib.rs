@@ -21,6 +21,9 @@
 //! | option | value | builder call | when left out |
 //! |---|---|---|---|
 //! | `cores` | integer literal, at least 1 | `.cores(N)` | `main`: every core the process may run on; `test`: 1 |
+//!
+//! `#[runtime::test]` also calls `.pin(false)`: tests check behaviour, not placement,
+//! and run in parallel, so their core threads are left to the scheduler.
 //! | `ring_entries` | integer literal, at least 1, fits a `u32` | `.ring_entries(N)` | the builder's default |
 //!
 //! ```ignore
@@ -87,7 +90,8 @@ pub fn main(args: TokenStream, item: TokenStream) -> TokenStream {
 ///
 /// The function becomes a `#[test] fn` with the same name and return type; a
 /// test may return `Result<(), E>` like any Rust test. Each test builds its
-/// own runtime with one core unless `cores = N` is given, and panics with
+/// own runtime with one core unless `cores = N` is given (core threads not
+/// pinned: `.pin(false)`), and panics with
 /// `runtime: could not start the runtime: ` and the reason if the runtime
 /// cannot start.
 ///
@@ -161,6 +165,11 @@ impl Options {
             (None, Kind::Test) => calls.extend(quote!(.cores(1))),
             // The builder's default: every core this process may run on.
             (None, Kind::Main) => {}
+        }
+        if kind == Kind::Test {
+            // Tests check behaviour, not placement: pinning the harness's threads
+            // would crowd every test onto the first CPUs.
+            calls.extend(quote!(.pin(false)));
         }
         if let Some(entries) = &self.ring_entries {
             let n = spanned_literal(Literal::u32_unsuffixed(entries.value), entries.span);

@@ -36,12 +36,14 @@ mod driver;
 mod executor;
 pub mod fs;
 mod runtime;
+mod stats;
 mod sys;
 mod task;
 pub mod time;
 
-pub use runtime::{stats, Builder, CoreStats, Runtime};
+pub use runtime::{core_count, core_id, spawn_on, stats, Builder, Handle, Runtime};
 pub use runtime_macros::{main, test};
+pub use stats::CoreStats;
 pub use sys::probe::Probe;
 pub use task::{JoinError, JoinHandle};
 

@@ -95,10 +95,50 @@ pub fn pipe() -> (std::os::fd::OwnedFd, std::os::fd::OwnedFd) {
     }
 }
 
-/// A runtime of one core, for tests.
+/// A runtime of one unpinned core, for tests (pinning would crowd the tests, which
+/// run in parallel, onto one CPU).
 pub fn rt() -> runtime::Runtime {
     runtime::Builder::new()
         .cores(1)
+        .pin(false)
         .build()
         .expect("the runtime starts")
+}
+
+/// Runs `future` on this plain thread (no runtime), parking the thread while it is
+/// pending: how a thread the runtime does not own awaits a `JoinHandle`.
+pub fn block_on_thread<F: Future>(future: F) -> F::Output {
+    struct Unpark(std::thread::Thread);
+    impl std::task::Wake for Unpark {
+        fn wake(self: std::sync::Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = std::task::Waker::from(std::sync::Arc::new(Unpark(std::thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    let mut future = std::pin::pin!(future);
+    loop {
+        if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
+            return output;
+        }
+        std::thread::park();
+    }
+}
+
+/// The CPUs the calling thread may run on (`sched_getaffinity`).
+pub fn thread_cpus() -> Vec<usize> {
+    // SAFETY: cpu_set_t is a plain bit array; sched_getaffinity fills the one we pass.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: as above; the size is the set's own.
+    let res = unsafe { libc::sched_getaffinity(0, std::mem::size_of_val(&set), &mut set) };
+    assert_eq!(
+        res,
+        0,
+        "sched_getaffinity: {}",
+        std::io::Error::last_os_error()
+    );
+    (0..libc::CPU_SETSIZE as usize)
+        // SAFETY: reads one bit of the live set, in range.
+        .filter(|&cpu| unsafe { libc::CPU_ISSET(cpu, &set) })
+        .collect()
 }

@@ -11,12 +11,15 @@ use std::collections::BTreeMap;
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 use std::rc::Rc;
+use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
-use io_uring::{opcode, squeue::Entry, types, IoUring};
+use io_uring::squeue::{self, Entry};
+use io_uring::{opcode, types, IoUring};
 use slab::Slab;
 
+use crate::stats::Counters;
 use crate::sys::probe::Probe;
 use crate::sys::uring::{RingFd, ENTER_GETEVENTS, ENTER_SQ_WAKEUP};
 
@@ -30,6 +33,15 @@ pub(crate) use op::{Completable, Op};
 const CANCEL_UD: u64 = u64::MAX;
 /// `user_data` of the read of this core's wake-up eventfd.
 const WAKE_UD: u64 = u64::MAX - 1;
+/// `user_data` of the CQE another ring's `MSG_RING` posts here: only a wake-up.
+const MSG_UD: u64 = u64::MAX - 2;
+/// Low half of the `user_data` of a `MSG_RING` this ring sent (the high half is the
+/// target core); its CQE comes only if it failed (or without `CQE_SKIP_SUCCESS`).
+const MSG_SENT_LOW: u32 = u32::MAX - 3;
+
+const fn msg_sent_ud(core: u16) -> u64 {
+    (core as u64) << 32 | MSG_SENT_LOW as u64
+}
 /// How long shutdown waits before cancelling what is left again.
 const SHUTDOWN_RECANCEL: Duration = Duration::from_millis(100);
 
@@ -55,16 +67,8 @@ pub(crate) fn no_runtime() -> io::Error {
 pub(crate) struct Config {
     pub(crate) entries: u32,
     pub(crate) sqpoll_idle: Option<Duration>,
-}
-
-/// Counters a driver keeps (plain integers: the driver is single-threaded).
-#[derive(Debug, Default, Clone, Copy)]
-pub(crate) struct DriverStats {
-    pub(crate) ops_submitted: u64,
-    pub(crate) ops_completed: u64,
-    pub(crate) enters: u64,
-    pub(crate) cqes: u64,
-    pub(crate) timers_fired: u64,
+    /// Wake other cores with `MSG_RING` where the kernel has it.
+    pub(crate) msg_ring: bool,
 }
 
 /// The per-core ring and everything that must stay alive while the kernel may use it.
@@ -94,12 +98,22 @@ struct Inner {
     ready: Vec<Waker>,
     finished: Vec<(Box<dyn Abandoned>, Cqe)>,
     closed: bool,
-    stats: DriverStats,
+    /// `MSG_RING` may be sent from this ring (the kernel has it and the builder allows it).
+    msg_ring: bool,
+    /// Whether a successful `MSG_RING` posts no CQE to this ring (`CQE_SKIP_SUCCESS`).
+    msg_skip: bool,
+    /// Cores whose `MSG_RING` failed: the executor wakes them another way.
+    msg_failed: Vec<u16>,
+    counters: Arc<Counters>,
 }
 
 impl Driver {
     /// Sets up a ring with the best flags this kernel has (see [`Probe`]).
-    pub(crate) fn new(config: &Config, probe: &Probe) -> io::Result<Driver> {
+    pub(crate) fn new(
+        config: &Config,
+        probe: &Probe,
+        counters: Arc<Counters>,
+    ) -> io::Result<Driver> {
         let entries = config.entries;
         let sqpoll_ms = config
             .sqpoll_idle
@@ -110,6 +124,7 @@ impl Driver {
             .build(entries)
             .map_err(|e| crate::sys::setup_error(e, entries))?;
         let ring_fd = RingFd::register(ring.as_raw_fd());
+        let msg_skip = ring.params().is_feature_skip_cqe_on_success();
         Ok(Driver {
             inner: RefCell::new(Inner {
                 ring,
@@ -126,7 +141,10 @@ impl Driver {
                 ready: Vec::new(),
                 finished: Vec::new(),
                 closed: false,
-                stats: DriverStats::default(),
+                msg_ring: config.msg_ring && probe.supports(opcode::MsgRingData::CODE),
+                msg_skip,
+                msg_failed: Vec::new(),
+                counters,
             }),
         })
     }
@@ -142,8 +160,43 @@ impl Driver {
         self.inner.borrow_mut().wake_fd = Some(fd);
     }
 
-    pub(crate) fn stats(&self) -> DriverStats {
-        self.inner.borrow().stats
+    /// The ring's own fd (not the registered index), for other rings to message.
+    pub(crate) fn ring_fd(&self) -> RawFd {
+        self.inner.borrow().ring.as_raw_fd()
+    }
+
+    /// Queues an `IORING_OP_MSG_RING` that posts a wake-up CQE to the ring `target_fd`
+    /// (the ring of process-wide core `core`); the next turn submits it with the rest.
+    /// `false` if it could not be queued: no `MSG_RING`, or the driver is busy (a wake
+    /// sent from inside a driver call) or closed; the caller then uses the eventfd.
+    pub(crate) fn send_msg(&self, target_fd: RawFd, core: u16) -> bool {
+        let Ok(mut inner) = self.inner.try_borrow_mut() else {
+            return false;
+        };
+        if !inner.msg_ring || inner.closed {
+            return false;
+        }
+        let mut entry = opcode::MsgRingData::new(types::Fd(target_fd), 0, MSG_UD, None)
+            .build()
+            .user_data(msg_sent_ud(core));
+        if inner.msg_skip {
+            entry = entry.flags(squeue::Flags::SKIP_SUCCESS);
+        }
+        inner.push(&entry).is_ok()
+    }
+
+    /// Cores whose `MSG_RING` failed since the last call.
+    pub(crate) fn take_failed_msgs(&self, into: &mut Vec<u16>) {
+        let mut inner = self.inner.borrow_mut();
+        if !inner.msg_failed.is_empty() {
+            into.append(&mut inner.msg_failed);
+        }
+    }
+
+    /// Submits what is queued without waiting, e.g. wake messages queued by a future
+    /// that is about to return from `block_on`.
+    pub(crate) fn flush(&self) {
+        self.inner.borrow_mut().flush();
     }
 
     /// Queues `entry` for the kernel (the next turn submits it) and returns its token.
@@ -364,7 +417,7 @@ impl Inner {
             return Err((e, self.ops.remove(index)));
         }
         self.in_flight += 1;
-        self.stats.ops_submitted += 1;
+        self.counters.ops_submitted.add(1);
         Ok(token)
     }
 
@@ -410,7 +463,7 @@ impl Inner {
         } else if to_submit == 0 && flags == 0 {
             return Ok(());
         }
-        self.stats.enters += 1;
+        self.counters.enters.add(1);
         self.ring_fd
             .enter(to_submit, u32::from(wait), flags, timeout)
             .map(drop)
@@ -473,11 +526,14 @@ impl Inner {
             wake_armed,
             ready,
             finished,
-            stats,
+            msg_failed,
+            counters,
             ..
         } = self;
+        let mut cqes = 0;
+        let mut completed = 0;
         for entry in ring.completion() {
-            stats.cqes += 1;
+            cqes += 1;
             let cqe = Cqe {
                 result: entry.result(),
                 flags: entry.flags(),
@@ -487,6 +543,14 @@ impl Inner {
                 WAKE_UD => {
                     *wake_armed = false;
                     *in_flight -= 1;
+                    continue;
+                }
+                // Another core's message: it only had to end the park.
+                MSG_UD => continue,
+                ud if ud as u32 == MSG_SENT_LOW => {
+                    if cqe.result < 0 {
+                        msg_failed.push((ud >> 32) as u16);
+                    }
                     continue;
                 }
                 _ => {}
@@ -511,8 +575,10 @@ impl Inner {
                 }
             }
             *in_flight -= 1;
-            stats.ops_completed += 1;
+            completed += 1;
         }
+        counters.cqes.add(cqes);
+        counters.ops_completed.add(completed);
     }
 
     fn fire_timers(&mut self, now: Instant) {
@@ -521,7 +587,7 @@ impl Inner {
                 break;
             }
             self.ready.push(entry.remove());
-            self.stats.timers_fired += 1;
+            self.counters.timers_fired.add(1);
         }
     }
 

@@ -1,10 +1,10 @@
-//! The run loop of one core.
+//! The run loop of one core, and the cores of a runtime ([`Cores`]).
 //!
 //! ```text
 //! loop {
 //!     poll the main future if it was woken
 //!     poll the tasks that were ready when this tick began (at most TICK_BUDGET)
-//!     move wakes sent from other threads onto the run queue
+//!     take what other threads left in the inbox: wakes onto the run queue, jobs run
 //!     turn the ring: park if nothing is ready (bounded by the next timer), else only
 //!     submit; reap every CQE; fire due timers; wake
 //! }
@@ -14,66 +14,160 @@
 //! once per `TICK_BUDGET` polls however many tasks stay ready, and the per-poll budget
 //! of [`crate::coop`] stops one task from looping on ready resources forever.
 
+use std::cell::RefCell;
 use std::future::Future;
 use std::io;
-use std::pin::pin;
+use std::os::fd::RawFd;
+use std::pin::{pin, Pin};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use crate::driver::Driver;
-use crate::task::{RemoteInbox, TaskId, Tasks};
+use crate::driver::{self, Driver};
+use crate::stats::Counters;
+use crate::sys::probe::Probe;
+use crate::task::{Job, TaskId, Tasks};
+
+mod cores;
+mod inbox;
+
+pub(crate) use cores::Cores;
+use inbox::Inbox;
 
 /// Tasks polled per tick before the ring is looked at again.
 const TICK_BUDGET: usize = 256;
 
-/// One core: its ring, its tasks and its inbox.
-pub(crate) struct Executor {
+thread_local! {
+    static CURRENT: RefCell<Option<Rc<Core>>> = const { RefCell::new(None) };
+}
+
+/// Calls `f` with the core running on this thread, if any.
+pub(crate) fn with_current<R>(f: impl FnOnce(Option<&Core>) -> R) -> R {
+    let mut f = Some(f);
+    let result = CURRENT.try_with(|c| {
+        let core = c.borrow();
+        (f.take().expect("called once"))(core.as_deref())
+    });
+    match result {
+        Ok(r) => r,
+        // The thread is exiting and its core is gone.
+        Err(_) => (f.take().expect("not called yet"))(None),
+    }
+}
+
+/// The core running on this thread, if any.
+pub(crate) fn current() -> Option<Rc<Core>> {
+    CURRENT.try_with(|c| c.borrow().clone()).ok().flatten()
+}
+
+/// What the rest of the crate may ask of the core running on this thread.
+pub(crate) struct Core {
     pub(crate) driver: Rc<Driver>,
     pub(crate) tasks: Rc<Tasks>,
-    inbox: Arc<RemoteInbox>,
-    core: u16,
-    remote: std::cell::RefCell<Vec<TaskId>>,
+    pub(crate) cores: Arc<Cores>,
+    /// This core's index in its runtime.
+    pub(crate) index: usize,
+    counters: Arc<Counters>,
+}
+
+impl std::fmt::Debug for Core {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Core")
+            .field("index", &self.index)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Core {
+    fn inbox(&self) -> &Inbox {
+        self.cores.inbox(self.index)
+    }
+}
+
+/// One core: its ring, its tasks and its inbox.
+pub(crate) struct Executor {
+    core: Rc<Core>,
+    wakes: RefCell<Vec<TaskId>>,
+    jobs: RefCell<Vec<Job>>,
+    failed: RefCell<Vec<u16>>,
 }
 
 impl Executor {
-    pub(crate) fn new(driver: Driver) -> io::Result<Executor> {
-        let (inbox, core) = RemoteInbox::register()?;
+    /// Sets up core `index` of `cores` on this thread, which its ring will belong to.
+    pub(crate) fn new(
+        cores: Arc<Cores>,
+        index: usize,
+        config: &driver::Config,
+        probe: &Probe,
+    ) -> io::Result<Executor> {
+        crate::task::set_remote_wake(cores::wake_remote);
+        let counters = cores.counters(index).clone();
+        let inbox = cores.inbox(index);
+        let driver = Driver::new(config, probe, counters.clone())?;
         driver.set_wake_fd(inbox.eventfd());
+        let tasks = Tasks::new(inbox.core(), counters.clone());
         Ok(Executor {
-            driver: Rc::new(driver),
-            tasks: Rc::new(Tasks::new(core)),
-            inbox,
-            core,
-            remote: Default::default(),
+            core: Rc::new(Core {
+                driver: Rc::new(driver),
+                tasks: Rc::new(tasks),
+                cores,
+                index,
+                counters,
+            }),
+            wakes: Default::default(),
+            jobs: Default::default(),
+            failed: Default::default(),
         })
+    }
+
+    /// The fd of this core's ring.
+    pub(crate) fn ring_fd(&self) -> RawFd {
+        self.core.driver.ring_fd()
+    }
+
+    fn enter(&self) -> EnterGuard {
+        let prev = CURRENT.with(|c| c.borrow_mut().replace(self.core.clone()));
+        EnterGuard {
+            prev,
+            _driver: self.core.driver.enter(),
+            _tasks: self.core.tasks.enter(),
+        }
     }
 
     /// Runs `future` to completion on this thread, running spawned tasks meanwhile.
     pub(crate) fn block_on<F: Future>(&self, future: F) -> F::Output {
-        let _driver = self.driver.enter();
-        let _tasks = self.tasks.enter();
+        let _enter = self.enter();
+        let core = &*self.core;
         let mut future = pin!(future);
-        let waker = self.tasks.main_waker();
+        let waker = core.tasks.main_waker();
         let mut cx = Context::from_waker(&waker);
-        self.tasks.wake_main();
+        core.tasks.wake_main();
         loop {
-            if self.tasks.take_main_woken() {
+            if core.tasks.take_main_woken() {
                 let _budget = crate::coop::budget();
                 if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
+                    // Wake-ups the future sent to other cores may sit in the SQ.
+                    core.driver.flush();
                     return output;
                 }
             }
             self.tick();
             self.take_remote();
-            self.driver.turn(!self.tasks.has_ready());
+            core.driver.turn(!core.tasks.has_ready());
+            cores::resend(core, &mut self.failed.borrow_mut());
         }
     }
 
+    /// Runs this core until its inbox is closed (by [`Executor::stop`]).
+    pub(crate) fn run_until_stopped(&self) {
+        self.block_on(Stopped(&self.core));
+    }
+
     fn tick(&self) {
-        let n = self.tasks.queued().min(TICK_BUDGET);
+        let tasks = &self.core.tasks;
+        let n = tasks.queued().min(TICK_BUDGET);
         for _ in 0..n {
-            let Some(ready) = self.tasks.next() else {
+            let Some(ready) = tasks.next() else {
                 break;
             };
             let waker = ready.id.waker();
@@ -83,34 +177,96 @@ impl Executor {
                 ready.task.poll(&mut cx)
             };
             if done {
-                self.tasks.remove(ready.id);
+                tasks.remove(ready.id);
             }
         }
     }
 
     fn take_remote(&self) {
-        if !self.inbox.has_wakes() {
+        let core = &*self.core;
+        let inbox = core.inbox();
+        if !inbox.has_messages() {
             return;
         }
-        let mut remote = self.remote.borrow_mut();
-        self.inbox.take(&mut remote);
-        if !remote.is_empty() {
-            self.tasks.schedule_remote(&mut remote);
+        let mut wakes = self.wakes.borrow_mut();
+        let mut jobs = self.jobs.borrow_mut();
+        inbox.take(&mut wakes, &mut jobs);
+        core.counters
+            .remote_received
+            .add((wakes.len() + jobs.len()) as u64);
+        if !wakes.is_empty() {
+            core.tasks.schedule_remote(&mut wakes);
         }
+        drop(wakes);
+        if jobs.is_empty() {
+            return;
+        }
+        let mut batch = std::mem::take(&mut *jobs);
+        drop(jobs);
+        for job in batch.drain(..) {
+            job();
+        }
+        // Keep the allocation for the next batch.
+        *self.jobs.borrow_mut() = batch;
+    }
+
+    /// Closes this core's inbox: it takes no more work, and a core in
+    /// [`Executor::run_until_stopped`] returns. Safe from any thread through
+    /// [`Cores::stop`].
+    pub(crate) fn stop(&self) {
+        self.core.cores.stop(self.core.index);
     }
 
     /// Cancels every task, then every op, and waits for the kernel to finish with them.
     pub(crate) fn shutdown(&self) {
-        let _driver = self.driver.enter();
-        let _tasks = self.tasks.enter();
-        self.tasks.close();
-        self.driver.shutdown();
+        self.stop();
+        let _enter = self.enter();
+        self.core.tasks.close();
+        self.core.driver.shutdown();
     }
 }
 
 impl Drop for Executor {
     fn drop(&mut self) {
         self.shutdown();
-        RemoteInbox::unregister(self.core);
+    }
+}
+
+impl std::fmt::Debug for Executor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Executor")
+            .field("index", &self.core.index)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The main future of a core thread: done once the core's inbox is closed.
+struct Stopped<'a>(&'a Core);
+
+impl Future for Stopped<'_> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<()> {
+        // Closing the inbox leaves a wake of this future in it.
+        if self.0.inbox().is_closed() {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    }
+}
+
+/// Restores the previous core (and its driver and tasks) when dropped.
+struct EnterGuard {
+    prev: Option<Rc<Core>>,
+    _driver: driver::EnterGuard,
+    _tasks: crate::task::EnterGuard,
+}
+
+impl Drop for EnterGuard {
+    fn drop(&mut self) {
+        let prev = self.prev.take();
+        let mine = CURRENT.with(|c| std::mem::replace(&mut *c.borrow_mut(), prev));
+        drop(mine);
     }
 }

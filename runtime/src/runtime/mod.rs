@@ -1,29 +1,45 @@
-//! Building and running a runtime: [`Builder`], [`Runtime`], per-core [`CoreStats`].
+//! Building and running a runtime: [`Builder`], [`Runtime`], [`Handle`], and the calls
+//! that cross cores ([`spawn_on`], [`core_id`], [`core_count`]).
+//!
+//! Core 0 runs on the thread that builds the runtime, inside [`Runtime::block_on`];
+//! every other core has a thread of its own, started by [`Builder::build`] and
+//! stopped by [`Runtime::shutdown`] or the runtime's drop. Each core builds its own
+//! ring on its own thread (`SINGLE_ISSUER` ties a ring to the thread that made it).
 
 use std::fmt;
 use std::future::Future;
 use std::io;
 use std::marker::PhantomData;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::panic::resume_unwind;
+use std::pin::Pin;
+use std::sync::{mpsc, Arc, Weak};
+use std::task::{Context, Poll};
+use std::thread;
 use std::time::Duration;
 
-use crate::driver::{self, Driver, DriverStats};
-use crate::executor::Executor;
+use crate::driver;
+use crate::executor::{self, Cores, Executor};
+use crate::stats::CoreStats;
+use crate::sys::affinity::CpuSet;
 use crate::sys::probe::Probe;
-use crate::task::TaskStats;
+use crate::task::{remote_job, JoinHandle, MAX_CORES};
 
 /// Sets up a [`Runtime`].
 ///
 /// ```
-/// let mut rt = runtime::Builder::new().cores(1).ring_entries(256).build()?;
-/// let answer = rt.block_on(async { runtime::spawn(async { 42 }).await.unwrap() });
-/// assert_eq!(answer, 42);
+/// let mut rt = runtime::Builder::new().cores(2).pin(false).ring_entries(256).build()?;
+/// let cores = rt.run_on_all(|core| async move { (core, runtime::core_id()) });
+/// assert_eq!(cores, vec![(0, 0), (1, 1)]);
 /// # Ok::<(), std::io::Error>(())
 /// ```
 #[derive(Debug, Clone)]
 pub struct Builder {
-    cores: usize,
+    cores: Option<usize>,
+    pin: bool,
     ring_entries: u32,
     sqpoll: Option<Duration>,
+    msg_ring: bool,
 }
 
 impl Default for Builder {
@@ -33,21 +49,33 @@ impl Default for Builder {
 }
 
 impl Builder {
-    /// The default set-up: one core, 1024 SQ entries (2048 CQ), no SQPOLL.
+    /// The default set-up: a core on every CPU this thread may run on, each pinned to
+    /// its CPU, 1024 SQ entries (2048 CQ) per ring, no SQPOLL, `MSG_RING` wake-ups.
     pub fn new() -> Builder {
         Builder {
-            cores: 1,
+            cores: None,
+            pin: true,
             ring_entries: 1024,
             sqpoll: None,
+            msg_ring: true,
         }
     }
 
-    /// How many cores (pinned threads, each with its own ring) to run.
-    ///
-    /// This release runs one core, on the thread that calls [`Runtime::block_on`];
-    /// `build` reports any other number as unsupported rather than ignoring it.
+    /// How many cores (threads, each with its own ring) to run. The default is one per
+    /// CPU in the building thread's affinity mask, so `taskset`, cgroup cpusets and
+    /// container CPU limits are respected.
     pub fn cores(mut self, n: usize) -> Builder {
-        self.cores = n;
+        self.cores = Some(n);
+        self
+    }
+
+    /// Whether to pin core `i` to the `i`-th CPU of the building thread's affinity mask
+    /// (default `true`). Core 0 runs on the building thread, which is pinned too while
+    /// the runtime lives and gets its old mask back when it is dropped. With pinning,
+    /// there cannot be more cores than CPUs; without, any number of cores runs and
+    /// the kernel places the threads.
+    pub fn pin(mut self, pin: bool) -> Builder {
+        self.pin = pin;
         self
     }
 
@@ -59,7 +87,7 @@ impl Builder {
         self
     }
 
-    /// Lets a kernel thread poll the submission queue, sleeping after `idle` without
+    /// Lets a kernel thread poll each submission queue, sleeping after `idle` without
     /// work (`None`, the default: the core submits with `io_uring_enter`). It saves
     /// submit syscalls at the price of a busy kernel thread per core.
     pub fn sqpoll(mut self, idle: Option<Duration>) -> Builder {
@@ -67,27 +95,25 @@ impl Builder {
         self
     }
 
-    /// Sets the runtime up on this thread.
+    /// Whether a core wakes another with `IORING_OP_MSG_RING` from its own ring
+    /// (default `true`, used where the kernel has it, Linux 5.18+). With `false`,
+    /// or on older kernels, it writes the other core's eventfd instead, one syscall
+    /// per wake-up. Threads that are not cores always use the eventfd.
+    pub fn msg_ring(mut self, enabled: bool) -> Builder {
+        self.msg_ring = enabled;
+        self
+    }
+
+    /// Starts the runtime: core 0 on this thread, the other cores on threads of their
+    /// own.
     ///
     /// Fails with an error that says what to do when io_uring is unavailable (kernel
     /// without it, `kernel.io_uring_disabled`, a seccomp filter such as Docker's
     /// default), the kernel is too old, or a setting is out of range.
     pub fn build(self) -> io::Result<Runtime> {
-        match self.cores {
-            1 => {}
-            0 => {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidInput,
-                    "Builder::cores(0): a runtime needs at least one core",
-                ))
-            }
-            n => {
-                return Err(io::Error::new(
-                    io::ErrorKind::Unsupported,
-                    format!("Builder::cores({n}): this release runs exactly one core"),
-                ))
-            }
-        }
+        let allowed = CpuSet::of_current_thread()?;
+        let cpus = allowed.cpus();
+        let n = self.core_count(&cpus)?;
         if self.ring_entries == 0 || self.ring_entries > 32768 {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -102,96 +128,482 @@ impl Builder {
         let config = driver::Config {
             entries: self.ring_entries,
             sqpoll_idle: self.sqpoll,
+            msg_ring: self.msg_ring,
         };
-        let driver = Driver::new(&config, probe)?;
-        Ok(Runtime {
-            executor: Executor::new(driver)?,
+        let cores = Arc::new(Cores::new(n)?);
+        let cpu_of = |index: usize| self.pin.then(|| cpus[index]);
+
+        // Core 0, on this thread.
+        let saved_mask = self.pin.then(|| allowed.clone());
+        let restore = |e: io::Error| {
+            if let Some(mask) = &saved_mask {
+                let _ = mask.apply_to_current_thread();
+            }
+            e
+        };
+        if let Some(cpu) = cpu_of(0) {
+            pin_current_thread(cpu).map_err(restore)?;
+        }
+        let executor = Executor::new(cores.clone(), 0, &config, probe).map_err(restore)?;
+        let mut runtime = Runtime {
+            executor,
+            cores: cores.clone(),
+            threads: Vec::with_capacity(n - 1),
+            ring_fds: Vec::with_capacity(n),
+            saved_mask,
             _not_send: PhantomData,
-        })
+        };
+        let fd = crate::sys::dup(runtime.executor.ring_fd())?;
+        cores.inbox(0).set_ring_fd(fd.as_raw_fd());
+        runtime.ring_fds.push(fd);
+
+        // The other cores. A failure drops `runtime`, which stops and joins the
+        // cores that did start.
+        let (ready_tx, ready_rx) = mpsc::channel();
+        for index in 1..n {
+            let cores = cores.clone();
+            let config = config.clone();
+            let ready = ready_tx.clone();
+            let cpu = cpu_of(index);
+            let thread = thread::Builder::new()
+                .name(format!("runtime-core-{index}"))
+                .spawn(move || run_core(cores, index, cpu, &config, probe, ready))
+                .map_err(|e| {
+                    io::Error::new(e.kind(), format!("could not start core {index}: {e}"))
+                })?;
+            runtime.threads.push(thread);
+        }
+        drop(ready_tx);
+        for _ in 1..n {
+            let (index, result) = ready_rx
+                .recv()
+                .map_err(|_| io::Error::other("a core thread exited while starting"))?;
+            let fd = result.map_err(|e| {
+                io::Error::new(e.kind(), format!("could not start core {index}: {e}"))
+            })?;
+            cores.inbox(index).set_ring_fd(fd.as_raw_fd());
+            runtime.ring_fds.push(fd);
+        }
+        Ok(runtime)
+    }
+
+    fn core_count(&self, cpus: &[usize]) -> io::Result<usize> {
+        let n = match self.cores {
+            Some(0) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "Builder::cores(0): a runtime needs at least one core",
+                ))
+            }
+            Some(n) => n,
+            None => cpus.len().max(1),
+        };
+        if n > MAX_CORES {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("Builder::cores({n}): at most {MAX_CORES} cores"),
+            ));
+        }
+        if self.pin && n > cpus.len() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "Builder::cores({n}) with pin(true) needs {n} CPUs, but this thread may \
+                     run on {} ({cpus:?}); ask for fewer cores, or call .pin(false) to \
+                     let the kernel share the CPUs between them",
+                    cpus.len()
+                ),
+            ));
+        }
+        Ok(n)
     }
 }
 
-/// A running runtime. Its core's ring belongs to the thread that built it, so it is
-/// neither `Send` nor `Sync`:
+fn pin_current_thread(cpu: usize) -> io::Result<()> {
+    if core_affinity::set_for_current(core_affinity::CoreId { id: cpu }) {
+        Ok(())
+    } else {
+        Err(io::Error::other(format!(
+            "could not pin a core thread to CPU {cpu}: {}",
+            io::Error::last_os_error()
+        )))
+    }
+}
+
+type Ready = mpsc::Sender<(usize, io::Result<OwnedFd>)>;
+
+/// The body of a core thread: set the core up, say so, run it until it is stopped,
+/// then shut it down (when `executor` drops).
+fn run_core(
+    cores: Arc<Cores>,
+    index: usize,
+    cpu: Option<usize>,
+    config: &driver::Config,
+    probe: &Probe,
+    ready: Ready,
+) {
+    let started = (|| {
+        if let Some(cpu) = cpu {
+            pin_current_thread(cpu)?;
+        }
+        let executor = Executor::new(cores, index, config, probe)?;
+        let fd = crate::sys::dup(executor.ring_fd())?;
+        Ok((executor, fd))
+    })();
+    match started {
+        Ok((executor, fd)) => {
+            let _ = ready.send((index, Ok(fd)));
+            drop(ready);
+            executor.run_until_stopped();
+        }
+        Err(e) => {
+            let _ = ready.send((index, Err(e)));
+        }
+    }
+}
+
+/// A running runtime: core 0 on this thread, the other cores on threads of their own.
+///
+/// Core 0's ring belongs to the thread that built the runtime, so a `Runtime` is
+/// neither `Send` nor `Sync`; [`Runtime::handle`] gives a [`Handle`] for other threads.
 ///
 /// ```compile_fail
 /// fn assert_send<T: Send>() {}
 /// assert_send::<runtime::Runtime>();
 /// ```
 ///
-/// Dropping it (or [`Runtime::shutdown`]) cancels every task and every operation in
-/// flight and waits for the kernel to finish with their buffers before freeing them.
+/// Dropping it (or [`Runtime::shutdown`]) stops every core: each takes no more work,
+/// cancels its tasks and every operation in flight, waits for the kernel to finish
+/// with their buffers, then frees them; the core threads are joined.
 pub struct Runtime {
     executor: Executor,
+    cores: Arc<Cores>,
+    threads: Vec<thread::JoinHandle<()>>,
+    /// Each core's ring, kept open until every core has stopped, for `MSG_RING`s that
+    /// other cores may still have queued.
+    ring_fds: Vec<OwnedFd>,
+    saved_mask: Option<CpuSet>,
     _not_send: PhantomData<*const ()>,
 }
 
 impl Runtime {
-    /// Runs `future` to completion on this thread, as core 0, running spawned tasks
-    /// meanwhile. Tasks still running when it returns stay on the runtime and run again
-    /// at the next `block_on`.
+    /// Runs `future` to completion on this thread, as core 0, running core 0's tasks
+    /// meanwhile (the other cores run on their own threads all along). Tasks still
+    /// running when it returns stay on the runtime and run again at the next
+    /// `block_on`.
     ///
     /// A panic in `future` reaches the caller; the runtime stays usable.
     pub fn block_on<F: Future>(&mut self, future: F) -> F::Output {
         self.executor.block_on(future)
     }
 
-    /// Cancels every task and in-flight operation, waits for their completions, and
-    /// frees the ring. The same as dropping the runtime.
+    /// Runs the future `f(core)` on every core at once and returns their outputs in
+    /// core order. The futures need not be `Send`: each is made on its own core.
+    ///
+    /// A panic in any of them reaches the caller as soon as it happens (the others
+    /// are cancelled when the runtime is dropped).
+    ///
+    /// ```
+    /// let mut rt = runtime::Builder::new().cores(2).pin(false).build()?;
+    /// let counts = rt.run_on_all(|core| async move {
+    ///     let local = std::rc::Rc::new(core); // !Send state is fine
+    ///     *local * 10
+    /// });
+    /// assert_eq!(counts, vec![0, 10]);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn run_on_all<F, Fut>(&mut self, f: F) -> Vec<Fut::Output>
+    where
+        F: Fn(usize) -> Fut + Send + Sync + 'static,
+        Fut: Future + 'static,
+        Fut::Output: Send + 'static,
+    {
+        let f = Arc::new(f);
+        let cores = self.cores.clone();
+        self.block_on(async move {
+            let handles = (0..cores.len())
+                .map(|core| {
+                    let f = f.clone();
+                    spawn_on_cores(&cores, core, move || f(core)).unwrap_or_else(|e| panic!("{e}"))
+                })
+                .collect();
+            AllOrFirstPanic::new(handles).await
+        })
+    }
+
+    /// A handle to this runtime for other threads.
+    pub fn handle(&self) -> Handle {
+        Handle {
+            cores: Arc::downgrade(&self.cores),
+        }
+    }
+
+    /// Stops every core, as dropping the runtime does.
     pub fn shutdown(self) {
         drop(self);
     }
 
-    /// Counters of this runtime's core.
+    /// Counters of core 0 (see [`Handle::stats`] for every core).
     pub fn stats(&self) -> CoreStats {
-        CoreStats::of(&self.executor)
+        self.cores.counters(0).snapshot()
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        for index in 0..self.cores.len() {
+            self.cores.stop(index);
+        }
+        self.executor.shutdown();
+        let mut panic = None;
+        for thread in self.threads.drain(..) {
+            if let Err(payload) = thread.join() {
+                panic.get_or_insert(payload);
+            }
+        }
+        if let Some(mask) = &self.saved_mask {
+            let _ = mask.apply_to_current_thread();
+        }
+        if let Some(payload) = panic {
+            if !thread::panicking() {
+                resume_unwind(payload);
+            }
+        }
     }
 }
 
 impl fmt::Debug for Runtime {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Runtime").finish_non_exhaustive()
+        f.debug_struct("Runtime")
+            .field("cores", &self.cores.len())
+            .finish_non_exhaustive()
     }
 }
 
-/// Counters of one core, cheap enough to leave on: plain integers, never shared.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct CoreStats {
-    /// Operations queued for the kernel.
-    pub ops_submitted: u64,
-    /// Operations whose final completion was reaped.
-    pub ops_completed: u64,
-    /// `io_uring_enter` calls.
-    pub enters: u64,
-    /// Completion queue entries reaped (including the runtime's own).
-    pub cqes_reaped: u64,
-    /// Tasks spawned.
-    pub tasks_spawned: u64,
-    /// Task polls.
-    pub tasks_polled: u64,
-    /// Wakes received from other threads.
-    pub remote_wakes_received: u64,
-    /// Timers that fired.
-    pub timers_fired: u64,
+/// Waits for every handle, in any order; re-raises the first panic at once.
+struct AllOrFirstPanic<T> {
+    handles: Vec<Option<JoinHandle<T>>>,
+    outputs: Vec<Option<T>>,
 }
 
-impl CoreStats {
-    fn of(executor: &Executor) -> CoreStats {
-        CoreStats::from_parts(executor.driver.stats(), executor.tasks.stats())
-    }
-
-    fn from_parts(d: DriverStats, t: TaskStats) -> CoreStats {
-        CoreStats {
-            ops_submitted: d.ops_submitted,
-            ops_completed: d.ops_completed,
-            enters: d.enters,
-            cqes_reaped: d.cqes,
-            tasks_spawned: t.spawned,
-            tasks_polled: t.polled,
-            remote_wakes_received: t.remote_wakes,
-            timers_fired: d.timers_fired,
+impl<T> AllOrFirstPanic<T> {
+    fn new(handles: Vec<JoinHandle<T>>) -> Self {
+        let outputs = handles.iter().map(|_| None).collect();
+        AllOrFirstPanic {
+            handles: handles.into_iter().map(Some).collect(),
+            outputs,
         }
+    }
+}
+
+impl<T> Unpin for AllOrFirstPanic<T> {}
+
+impl<T> Future for AllOrFirstPanic<T> {
+    type Output = Vec<T>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Vec<T>> {
+        let this = &mut *self;
+        let mut pending = false;
+        for (core, slot) in this.handles.iter_mut().enumerate() {
+            let Some(handle) = slot else { continue };
+            match Pin::new(handle).poll(cx) {
+                Poll::Pending => pending = true,
+                Poll::Ready(Ok(output)) => {
+                    this.outputs[core] = Some(output);
+                    *slot = None;
+                }
+                Poll::Ready(Err(e)) => match e.try_into_panic() {
+                    Ok(payload) => resume_unwind(payload),
+                    Err(e) => panic!("the future of core {core} did not finish: {e}"),
+                },
+            }
+        }
+        if pending {
+            return Poll::Pending;
+        }
+        Poll::Ready(this.outputs.iter_mut().filter_map(Option::take).collect())
+    }
+}
+
+/// A handle to a runtime: `Send + Sync + Clone`, usable from any thread, including
+/// threads the runtime does not own.
+///
+/// It does not keep the runtime alive: once the runtime is dropped, tasks spawned
+/// through it report cancellation and [`Handle::try_spawn_on`] fails.
+///
+/// ```
+/// let rt = runtime::Builder::new().cores(2).pin(false).build()?;
+/// let handle = rt.handle();
+/// std::thread::spawn(move || {
+///     // From a thread the runtime does not own:
+///     let task = handle.spawn_on(1, || async { runtime::core_id() });
+///     drop(task); // or await it with any executor
+/// })
+/// .join()
+/// .unwrap();
+/// # Ok::<(), std::io::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct Handle {
+    cores: Weak<Cores>,
+}
+
+impl Handle {
+    /// A handle to the runtime of the current core.
+    ///
+    /// # Panics
+    ///
+    /// Outside a runtime.
+    pub fn current() -> Handle {
+        match executor::current() {
+            Some(core) => Handle {
+                cores: Arc::downgrade(&core.cores),
+            },
+            None => panic!("runtime::Handle::current called outside a runtime"),
+        }
+    }
+
+    /// Spawns the future `f()` on core `core` and returns a handle to await its output.
+    /// See [`spawn_on`].
+    ///
+    /// # Panics
+    ///
+    /// If the runtime has no core `core`; [`Handle::try_spawn_on`] returns an error
+    /// instead.
+    pub fn spawn_on<F, Fut>(&self, core: usize, f: F) -> JoinHandle<Fut::Output>
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future + 'static,
+        Fut::Output: Send + 'static,
+    {
+        match self.cores.upgrade() {
+            Some(cores) => spawn_on_cores(&cores, core, f).unwrap_or_else(|e| panic!("{e}")),
+            None => {
+                // The runtime is gone: the job is dropped unrun, which the handle
+                // reports as a cancelled task.
+                let (join, job) = remote_job(f);
+                drop(job);
+                JoinHandle::remote(join)
+            }
+        }
+    }
+
+    /// Like [`Handle::spawn_on`], but an error, not a panic, for a core the runtime
+    /// does not have or a runtime that has been dropped.
+    pub fn try_spawn_on<F, Fut>(&self, core: usize, f: F) -> io::Result<JoinHandle<Fut::Output>>
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future + 'static,
+        Fut::Output: Send + 'static,
+    {
+        let cores = self.cores.upgrade().ok_or_else(|| {
+            io::Error::new(io::ErrorKind::NotConnected, "the runtime has been dropped")
+        })?;
+        spawn_on_cores(&cores, core, f)
+    }
+
+    /// The runtime's number of cores (0 once it has been dropped).
+    pub fn core_count(&self) -> usize {
+        self.cores.upgrade().map_or(0, |cores| cores.len())
+    }
+
+    /// Counters of every core, by core index (empty once the runtime has been dropped).
+    pub fn stats(&self) -> Vec<CoreStats> {
+        self.cores
+            .upgrade()
+            .map_or_else(Vec::new, |cores| cores.stats())
+    }
+}
+
+fn spawn_on_cores<F, Fut>(
+    cores: &Arc<Cores>,
+    index: usize,
+    f: F,
+) -> io::Result<JoinHandle<Fut::Output>>
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: Future + 'static,
+    Fut::Output: Send + 'static,
+{
+    if index >= cores.len() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "spawn_on({index}): this runtime has {} cores (0 to {})",
+                cores.len(),
+                cores.len() - 1
+            ),
+        ));
+    }
+    if let Some(core) = executor::current() {
+        if core.index == index && Arc::ptr_eq(&core.cores, cores) {
+            // Already there: an ordinary local task (which calls `f` when first polled,
+            // so a panic in `f` is the task's, as on another core).
+            return Ok(core.tasks.spawn(async move { f().await }));
+        }
+    }
+    let (join, job) = remote_job(f);
+    if let Err(job) = cores.send_job(index, job) {
+        // The core has stopped; dropping the job unrun cancels the task.
+        drop(job);
+    }
+    Ok(JoinHandle::remote(join))
+}
+
+/// Spawns the future `f()` on core `core` of the current runtime and returns a handle
+/// to await its output from here.
+///
+/// `f` is `Send` and is called on the target core, so the future it makes need not be
+/// `Send`: it never leaves that core. The job goes to the core's inbox and the core is
+/// woken with an `IORING_OP_MSG_RING` from this core's ring (see [`Builder::msg_ring`]).
+/// Spawning on the current core runs the task here without a round trip.
+///
+/// ```
+/// let mut rt = runtime::Builder::new().cores(2).pin(false).build()?;
+/// let core = rt.block_on(async {
+///     runtime::spawn_on(1, || async { runtime::core_id() }).await.unwrap()
+/// });
+/// assert_eq!(core, 1);
+/// # Ok::<(), std::io::Error>(())
+/// ```
+///
+/// # Panics
+///
+/// Outside a runtime, or if the runtime has no core `core` (use
+/// [`Handle::try_spawn_on`] to get an error instead).
+pub fn spawn_on<F, Fut>(core: usize, f: F) -> JoinHandle<Fut::Output>
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: Future + 'static,
+    Fut::Output: Send + 'static,
+{
+    match executor::current() {
+        Some(current) => spawn_on_cores(&current.cores, core, f).unwrap_or_else(|e| panic!("{e}")),
+        None => panic!("runtime::spawn_on called outside a runtime"),
+    }
+}
+
+/// The index of the core running the current task, from 0 to [`core_count`] - 1.
+///
+/// # Panics
+///
+/// Outside a runtime.
+pub fn core_id() -> usize {
+    match executor::current() {
+        Some(core) => core.index,
+        None => panic!("runtime::core_id called outside a runtime"),
+    }
+}
+
+/// The number of cores of the current runtime.
+///
+/// # Panics
+///
+/// Outside a runtime.
+pub fn core_count() -> usize {
+    match executor::current() {
+        Some(core) => core.cores.len(),
+        None => panic!("runtime::core_count called outside a runtime"),
     }
 }
 
@@ -201,8 +613,8 @@ impl CoreStats {
 ///
 /// Outside a runtime.
 pub fn stats() -> CoreStats {
-    match (driver::current(), crate::task::current()) {
-        (Some(d), Some(t)) => CoreStats::from_parts(d.stats(), t.stats()),
-        _ => panic!("runtime::stats called outside a runtime"),
+    match executor::current() {
+        Some(core) => core.cores.counters(core.index).snapshot(),
+        None => panic!("runtime::stats called outside a runtime"),
     }
 }

@@ -7,13 +7,16 @@
 //! - [`setup_error`], which turns a failed `io_uring_setup` into an error that says
 //!   what blocked io_uring and how to fix it;
 //! - [`probe`], what this kernel's io_uring supports, asked once per process;
-//! - [`uring`], `io_uring_enter` with every flag decided by the caller.
+//! - [`uring`], `io_uring_enter` with every flag decided by the caller;
+//! - [`affinity`], the CPUs a thread may run on, read and restored;
+//! - [`dup`], a close-on-exec duplicate of an fd.
 //!
 //! Nothing here knows about futures or tasks.
 
 use std::io;
 use std::os::fd::{FromRawFd, OwnedFd};
 
+pub(crate) mod affinity;
 pub(crate) mod probe;
 mod setup;
 pub(crate) mod uring;
@@ -66,4 +69,12 @@ pub(crate) fn memlock_limit() -> Option<u64> {
     // getrlimit writes into the rlimit we pass, which lives for the call.
     syscall!(getrlimit(libc::RLIMIT_MEMLOCK, &mut lim)).ok()?;
     (lim.rlim_cur != libc::RLIM_INFINITY).then_some(lim.rlim_cur)
+}
+
+/// A close-on-exec duplicate of `fd`, which keeps the file open as long as it lives.
+pub(crate) fn dup(fd: std::os::fd::RawFd) -> io::Result<OwnedFd> {
+    // fcntl(F_DUPFD_CLOEXEC) takes plain integers.
+    let new = syscall!(fcntl(fd, libc::F_DUPFD_CLOEXEC, 0))?;
+    // SAFETY: `new` was just returned by fcntl and is owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(new) })
 }

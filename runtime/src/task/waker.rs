@@ -39,6 +39,11 @@ impl TaskId {
         )
     }
 
+    /// The id whose wake polls the future a core's `block_on` runs.
+    pub(crate) fn main(core: u16) -> TaskId {
+        TaskId::new(core, MAIN_INDEX, 0)
+    }
+
     pub(crate) fn index(self) -> u32 {
         (self.0 & ((1 << INDEX_BITS) - 1)) as u32
     }
