@@ -1,5 +1,5 @@
-//! A tour of the runtime on one core: tasks, timers, ring round trips, file I/O with
-//! owned buffers, and the core's counters.
+//! A tour of the runtime: tasks, timers, ring round trips, file I/O with owned
+//! buffers, every core answering through `spawn_on` and a channel, and the counters.
 //!
 //! `cargo run --release --example hello`
 
@@ -63,6 +63,24 @@ async fn main() -> std::io::Result<()> {
     );
     file.close().await?;
     std::fs::remove_file(&path)?;
+
+    // Every core: a job sent with spawn_on reports back over a channel.
+    let cores = runtime::core_count();
+    let (tx, mut rx) = runtime::channel::mpsc::unbounded();
+    for core in 0..cores {
+        let tx = tx.clone();
+        runtime::spawn_on(core, move || async move {
+            let _ = tx.send((
+                core,
+                runtime::core_id(),
+                std::thread::current().name().map(String::from),
+            ));
+        });
+    }
+    drop(tx);
+    while let Some((asked, ran, thread)) = rx.recv().await {
+        println!("core {asked} of {cores}: ran on core {ran}, thread {thread:?}");
+    }
 
     let stats = runtime::stats();
     println!(

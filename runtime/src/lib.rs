@@ -31,6 +31,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 pub mod buf;
+pub mod channel;
 mod coop;
 mod driver;
 mod executor;
