@@ -2,18 +2,24 @@
 
 /// What `--help` and a bad command line print.
 pub const USAGE: &str = "\
-usage: compare [nop|spawn|all] [--quick] [--cpu N] [--rounds N] [--only NAME]
+usage: compare [nop|spawn|cross|all] [--quick] [--cpu N] [--rounds N] [--only NAME]
 
   nop         io_uring nop throughput with 1 and with 64 ops in flight:
               a hand-written io_uring loop, runtime, tokio-uring
   spawn       spawn + join of trivial tasks: runtime against tokio
               (current-thread runtime + LocalSet)
-  all         both (the default)
+  cross       cross-core round-trip latency and channel throughput, one
+              endpoint on CPU 0 and the other on CPU 1: runtime (with and
+              without MSG_RING), tokio (multi-thread runtime, and two
+              current-thread runtimes), glommio
+  all         all three (the default)
   --quick     about a tenth of the work per round, for a smoke run
-  --cpu N     pin every benchmark thread to CPU N (default 1)
+  --cpu N     pin every benchmark thread to CPU N (default 1); the cross
+              workloads always use CPUs 0 and 1
   --rounds N  measured rounds per contender (default 5, plus one warm-up round)
-  --only NAME run only the contender NAME (raw, ours, tokio-uring, tokio),
-              e.g. under a profiler";
+  --only NAME run only the contender NAME (raw, ours, tokio-uring, tokio,
+              ours-eventfd, tokio-mt, tokio-2ct, glommio), e.g. under a
+              profiler";
 
 /// Which workloads to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,6 +28,8 @@ pub enum Selection {
     Nop,
     /// The spawn workloads.
     Spawn,
+    /// The cross-core workloads.
+    Cross,
     /// Every workload.
     All,
 }
@@ -35,6 +43,11 @@ impl Selection {
     /// Whether the spawn workloads are selected.
     pub fn spawn(self) -> bool {
         matches!(self, Selection::Spawn | Selection::All)
+    }
+
+    /// Whether the cross-core workloads are selected.
+    pub fn cross(self) -> bool {
+        matches!(self, Selection::Cross | Selection::All)
     }
 }
 
@@ -74,6 +87,7 @@ impl Options {
             match arg.as_str() {
                 "nop" => options.selection = Selection::Nop,
                 "spawn" => options.selection = Selection::Spawn,
+                "cross" => options.selection = Selection::Cross,
                 "all" => options.selection = Selection::All,
                 "--quick" => options.quick = true,
                 "--cpu" => options.cpu = number(&arg, args.next())?,
@@ -114,6 +128,10 @@ mod tests {
         assert_eq!(options.selection, Selection::Spawn);
         assert!(options.quick);
         assert_eq!((options.cpu, options.rounds), (0, 3));
+        let options = parse(&["cross"]).unwrap().unwrap();
+        assert_eq!(options.selection, Selection::Cross);
+        assert!(options.selection.cross() && !options.selection.nop());
+        assert!(Selection::All.cross());
         let options = parse(&["--only", "ours"]).unwrap().unwrap();
         assert_eq!(options.only.as_deref(), Some("ours"));
         assert_eq!(parse(&["--help"]), Ok(None));

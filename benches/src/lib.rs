@@ -1,21 +1,33 @@
 //! Side-by-side benchmarks of `runtime` against a hand-written io_uring loop,
-//! tokio-uring and tokio.
+//! tokio-uring, tokio and glommio.
 //!
 //! Every contender of a workload runs in the same process, on a fresh thread
 //! pinned to one CPU, interleaved over several rounds, so that the ratios
 //! between them hold even when the absolute figures drift with the machine.
 //! `src/bin/compare.rs` drives them. The contenders are `raw`, `ours`,
-//! `uring_peer` (tokio-uring) and `tokio_local` (tokio); `measure`, `report`
-//! and `args` are the harness.
+//! `uring_peer` (tokio-uring) and `tokio_local` (tokio); `measure`, `latency`,
+//! `report` and `args` are the harness.
+//!
+//! The cross-core workloads (`cross`) put one endpoint on CPU 0 and the other
+//! on CPU 1; their contenders place the endpoints themselves: `ours_cross`
+//! (`runtime` on two cores), `tokio_multi` (tokio's multi-threaded runtime),
+//! `tokio_pair` (two current-thread tokio runtimes) and `glommio_peer`
+//! (glommio).
 
 use std::io;
 
 pub mod args;
+pub mod cross;
+pub mod glommio_peer;
+pub mod latency;
 pub mod measure;
 pub mod ours;
+pub mod ours_cross;
 pub mod raw;
 pub mod report;
 pub mod tokio_local;
+pub mod tokio_multi;
+pub mod tokio_pair;
 pub mod uring_peer;
 
 /// Ops kept in flight by the deep-queue workloads.

@@ -33,12 +33,6 @@ impl Stopwatch {
     }
 }
 
-fn current_cpu() -> Option<usize> {
-    // SAFETY: sched_getcpu takes no arguments and touches no memory of ours.
-    let cpu = unsafe { libc::sched_getcpu() };
-    usize::try_from(cpu).ok()
-}
-
 /// One way of doing a workload: runs `count` operations and times them.
 #[derive(Debug, Clone, Copy)]
 pub struct Contender {
@@ -94,25 +88,43 @@ pub struct Outcome {
 /// round to round so that no contender always goes first.
 pub fn run_rounds(contenders: &[Contender], counts: &[u64], plan: &Plan) -> io::Result<Outcome> {
     assert_eq!(contenders.len(), counts.len(), "one count per contender");
-    let n = contenders.len();
-    let mut rates = vec![Vec::with_capacity(plan.rounds); n];
     let mut strays = Vec::new();
+    let rates = interleaved(contenders.len(), plan, |index| {
+        let (contender, count) = (contenders[index], counts[index]);
+        let sample = on_pinned_thread(plan.cpu, move || (contender.run)(count))
+            .map_err(|err| io::Error::new(err.kind(), format!("{}: {err}", contender.name)))?;
+        match sample.cpu {
+            Some(cpu) if cpu != plan.cpu => strays.push((contender.name, cpu)),
+            _ => {}
+        }
+        Ok(count as f64 / sample.elapsed.as_secs_f64())
+    })?;
+    Ok(Outcome { rates, strays })
+}
+
+/// Calls `run(c)` for each of `contenders` contenders `plan.warmup +
+/// plan.rounds` times, the contenders taking turns within a round in an order
+/// that rotates from round to round, and returns what the measured rounds
+/// gave: `results[c][r]` for contender `c` in measured round `r`.
+/// `plan.cpu` is left to `run`.
+pub fn interleaved<T>(
+    contenders: usize,
+    plan: &Plan,
+    mut run: impl FnMut(usize) -> io::Result<T>,
+) -> io::Result<Vec<Vec<T>>> {
+    let mut results: Vec<Vec<T>> = (0..contenders)
+        .map(|_| Vec::with_capacity(plan.rounds))
+        .collect();
     for round in 0..plan.warmup + plan.rounds {
-        for turn in 0..n {
-            let index = (turn + round) % n;
-            let (contender, count) = (contenders[index], counts[index]);
-            let sample = on_pinned_thread(plan.cpu, move || (contender.run)(count))
-                .map_err(|err| io::Error::new(err.kind(), format!("{}: {err}", contender.name)))?;
-            match sample.cpu {
-                Some(cpu) if cpu != plan.cpu => strays.push((contender.name, cpu)),
-                _ => {}
-            }
+        for turn in 0..contenders {
+            let index = (turn + round) % contenders;
+            let result = run(index)?;
             if round >= plan.warmup {
-                rates[index].push(count as f64 / sample.elapsed.as_secs_f64());
+                results[index].push(result);
             }
         }
     }
-    Ok(Outcome { rates, strays })
+    Ok(results)
 }
 
 /// Runs `f` on a new thread pinned to `cpu` and returns its result.
@@ -121,19 +133,42 @@ where
     F: FnOnce() -> io::Result<T> + Send + 'static,
     T: Send + 'static,
 {
-    let thread = thread::Builder::new()
-        .name(format!("bench-cpu{cpu}"))
-        .spawn(move || {
-            if !core_affinity::set_for_current(core_affinity::CoreId { id: cpu }) {
-                return Err(io::Error::other(format!(
-                    "cannot pin the benchmark thread to CPU {cpu} (does this machine have it?)"
-                )));
-            }
-            f()
-        })?;
-    thread
+    on_new_thread(&format!("bench-cpu{cpu}"), move || {
+        pin_current(cpu)?;
+        f()
+    })
+}
+
+/// Runs `f` on a new thread named `name`, with the CPU mask of the caller,
+/// and returns its result.
+pub fn on_new_thread<T, F>(name: &str, f: F) -> io::Result<T>
+where
+    F: FnOnce() -> io::Result<T> + Send + 'static,
+    T: Send + 'static,
+{
+    thread::Builder::new()
+        .name(name.to_string())
+        .spawn(f)?
         .join()
         .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+}
+
+/// Pins the calling thread to `cpu`.
+pub fn pin_current(cpu: usize) -> io::Result<()> {
+    if core_affinity::set_for_current(core_affinity::CoreId { id: cpu }) {
+        Ok(())
+    } else {
+        Err(io::Error::other(format!(
+            "cannot pin the benchmark thread to CPU {cpu} (does this machine have it?)"
+        )))
+    }
+}
+
+/// The CPU the calling thread is on, if the kernel says.
+pub fn current_cpu() -> Option<usize> {
+    // SAFETY: sched_getcpu takes no arguments and touches no memory of ours.
+    let cpu = unsafe { libc::sched_getcpu() };
+    usize::try_from(cpu).ok()
 }
 
 /// Median, minimum and maximum of a set of figures.

@@ -1,9 +1,12 @@
-//! The table `compare` prints: absolute figures per contender, then ratios
-//! between contenders, each checked against its target where it has one.
+//! The table `compare` prints: absolute figures per contender (throughput, or
+//! latency percentiles), then ratios between contenders, each checked against
+//! its target where it has one.
 
+use crate::latency::Latencies;
 use crate::measure::{Outcome, Spread};
 
-/// A ratio to report: `numerator / denominator` of two contenders' throughput.
+/// A ratio to report: `numerator / denominator` of two contenders' throughput,
+/// or of their latency.
 #[derive(Debug, Clone, Copy)]
 pub struct Ratio {
     /// The contender on top.
@@ -61,7 +64,7 @@ pub fn print_workload(
         }
     }
     let mut verdicts = Vec::new();
-    let mut headed = false;
+    let mut ratio_rows = RatioRows::new(title, "ratio", 22);
     let position = |name: &str| names.iter().position(|n| *n == name);
     for ratio in ratios {
         let (Some(top), Some(bottom)) = (position(ratio.numerator), position(ratio.denominator))
@@ -70,30 +73,127 @@ pub fn print_workload(
         };
         // Contenders take turns within a round, so a round's ratio compares
         // runs made under the same conditions.
-        let per_round: Vec<f64> = outcome.rates[top]
-            .iter()
-            .zip(&outcome.rates[bottom])
-            .map(|(a, b)| a / b)
-            .collect();
-        let Some(spread) = Spread::of(&per_round) else {
+        let per_round = per_round_ratios(&outcome.rates[top], &outcome.rates[bottom]);
+        let label = format!("{} / {}", ratio.numerator, ratio.denominator);
+        ratio_rows.print(&label, &per_round, ratio.target, &mut verdicts);
+    }
+    for (name, cpu) in &outcome.strays {
+        println!("  warning: a `{name}` run ended on CPU {cpu}, not the CPU asked for");
+    }
+    verdicts
+}
+
+/// Prints one latency workload's section of the table and returns the
+/// verdicts of its targets: per contender, the median over rounds of each
+/// round's median and 99th percentile, with their spread; then, for each
+/// ratio, the per-round ratios of the medians and of the 99th percentiles.
+/// Latency is better lower, so a ratio `peer / ours` of at least 1.0 means
+/// `ours` is as fast or faster. `counts[c]` is the samples contender `c`
+/// took per round.
+pub fn print_latency(
+    title: &str,
+    names: &[&'static str],
+    counts: &[u64],
+    latencies: &Latencies,
+    ratios: &[Ratio],
+) -> Vec<Verdict> {
+    row(&format!(
+        "  {:<14} {:>11}   {:<21} {:>11}   {:<21} {:>10}",
+        "contender", "median ns", "min - max", "p99 ns", "min - max", "per round"
+    ));
+    for (c, (name, count)) in names.iter().zip(counts).enumerate() {
+        let (Some(median), Some(p99)) = (
+            Spread::of(&latencies.medians(c)),
+            Spread::of(&latencies.p99s(c)),
+        ) else {
             continue;
         };
-        if !headed {
-            row(&format!(
-                "  {:<22} {:>16}   {:<21}",
-                "ratio", "median", "min - max"
-            ));
-            headed = true;
-        }
+        let range = |s: Spread| format!("{} - {}", nanos(s.min), nanos(s.max));
+        row(&format!(
+            "  {name:<14} {:>11}   {:<21} {:>11}   {:<21} {:>10}",
+            nanos(median.median),
+            range(median),
+            nanos(p99.median),
+            range(p99),
+            grouped(*count),
+        ));
+    }
+    let mut verdicts = Vec::new();
+    let mut ratio_rows = RatioRows::new(title, "ratio of latencies", 30);
+    let position = |name: &str| names.iter().position(|n| *n == name);
+    for ratio in ratios {
+        let (Some(top), Some(bottom)) = (position(ratio.numerator), position(ratio.denominator))
+        else {
+            continue;
+        };
         let label = format!("{} / {}", ratio.numerator, ratio.denominator);
+        let medians = per_round_ratios(&latencies.medians(top), &latencies.medians(bottom));
+        ratio_rows.print(
+            &format!("{label}, median"),
+            &medians,
+            ratio.target,
+            &mut verdicts,
+        );
+        let p99s = per_round_ratios(&latencies.p99s(top), &latencies.p99s(bottom));
+        ratio_rows.print(&format!("{label}, p99"), &p99s, ratio.target, &mut verdicts);
+    }
+    verdicts
+}
+
+/// Prints a note under a workload's table, indented like its rows.
+pub fn print_note(note: &str) {
+    row(&format!("  {note}"));
+}
+
+fn per_round_ratios(top: &[f64], bottom: &[f64]) -> Vec<f64> {
+    top.iter().zip(bottom).map(|(a, b)| a / b).collect()
+}
+
+/// The ratio rows of one workload: a heading before the first, and each
+/// ratio's median and spread, checked against its target.
+struct RatioRows<'a> {
+    title: &'a str,
+    heading: &'a str,
+    width: usize,
+    headed: bool,
+}
+
+impl<'a> RatioRows<'a> {
+    fn new(title: &'a str, heading: &'a str, width: usize) -> Self {
+        RatioRows {
+            title,
+            heading,
+            width,
+            headed: false,
+        }
+    }
+
+    fn print(
+        &mut self,
+        label: &str,
+        per_round: &[f64],
+        target: Option<f64>,
+        verdicts: &mut Vec<Verdict>,
+    ) {
+        let Some(spread) = Spread::of(per_round) else {
+            return;
+        };
+        let width = self.width;
+        if !self.headed {
+            row(&format!(
+                "  {:<width$} {:>16}   {:<21}",
+                self.heading, "median", "min - max"
+            ));
+            self.headed = true;
+        }
         let mut line = format!(
-            "  {label:<22} {:>15.2}x   {:<21}",
+            "  {label:<width$} {:>15.2}x   {:<21}",
             spread.median,
             format!("{:.2} - {:.2}x", spread.min, spread.max)
         );
-        if let Some(target) = ratio.target {
+        if let Some(target) = target {
             let verdict = Verdict {
-                what: format!("{title}: {label}"),
+                what: format!("{}: {label}", self.title),
                 value: spread.median,
                 target,
             };
@@ -103,10 +203,6 @@ pub fn print_workload(
         }
         row(&line);
     }
-    for (name, cpu) in &outcome.strays {
-        println!("  warning: a `{name}` run ended on CPU {cpu}, not the CPU asked for");
-    }
-    verdicts
 }
 
 fn row(line: &str) {
@@ -140,6 +236,11 @@ pub fn si(value: f64) -> String {
         (value, "")
     };
     format!("{scaled:.2} {prefix}").trim_end().to_string()
+}
+
+/// Formats nanoseconds as a whole number with thousands separators: `12,345`.
+pub fn nanos(value: f64) -> String {
+    grouped(value.round() as u64)
 }
 
 /// Formats a count with thousands separators: `1,000,000`.
