@@ -190,13 +190,15 @@ fn a_waker_woken_on_a_foreign_thread_wakes_its_task_on_its_own_core() {
 }
 
 #[test]
-fn wakes_between_cores_work_with_and_without_msg_ring() {
+fn wakes_between_cores_work_with_and_without_msg_ring_and_with_spinning() {
     let _serial = serial();
-    for msg_ring in [true, false] {
+    let spin = Some(Duration::from_micros(50));
+    for (msg_ring, spin) in [(true, None), (false, None), (true, spin)] {
         let mut rt = Builder::new()
             .cores(2)
             .pin(false)
             .msg_ring(msg_ring)
+            .spin_before_park(spin)
             .build()
             .unwrap();
         let handle = rt.handle();

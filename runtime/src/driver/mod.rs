@@ -185,6 +185,27 @@ impl Driver {
         inner.push(&entry).is_ok()
     }
 
+    /// Whether a turn would find something without waiting: CQEs posted, completions
+    /// the kernel holds for this thread (`SQ_TASKRUN`) or in overflow, or a due timer.
+    /// For spinning before a park; a few loads, plus a clock read if a timer is set.
+    pub(crate) fn has_work(&self) -> bool {
+        let mut inner = self.inner.borrow_mut();
+        {
+            let sq = inner.ring.submission();
+            if sq.taskrun() || sq.cq_overflow() {
+                return true;
+            }
+        }
+        if !inner.ring.completion().is_empty() {
+            return true;
+        }
+        inner
+            .timers
+            .keys()
+            .next()
+            .is_some_and(|&(deadline, _)| deadline <= Instant::now())
+    }
+
     /// Cores whose `MSG_RING` failed since the last call.
     pub(crate) fn take_failed_msgs(&self, into: &mut Vec<u16>) {
         let mut inner = self.inner.borrow_mut();

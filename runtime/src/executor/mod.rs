@@ -22,6 +22,7 @@ use std::pin::{pin, Pin};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use crate::driver::{self, Driver};
 use crate::stats::Counters;
@@ -87,6 +88,8 @@ impl Core {
 /// One core: its ring, its tasks and its inbox.
 pub(crate) struct Executor {
     core: Rc<Core>,
+    /// How long to look for work before parking (`Builder::spin_before_park`).
+    spin: Option<Duration>,
     wakes: RefCell<Vec<TaskId>>,
     jobs: RefCell<Vec<Job>>,
     failed: RefCell<Vec<u16>>,
@@ -99,6 +102,7 @@ impl Executor {
         index: usize,
         config: &driver::Config,
         probe: &Probe,
+        spin: Option<Duration>,
     ) -> io::Result<Executor> {
         crate::task::set_remote_wake(cores::wake_remote);
         let counters = cores.counters(index).clone();
@@ -114,6 +118,7 @@ impl Executor {
                 index,
                 counters,
             }),
+            spin: spin.filter(|d| !d.is_zero()),
             wakes: Default::default(),
             jobs: Default::default(),
             failed: Default::default(),
@@ -153,8 +158,30 @@ impl Executor {
             }
             self.tick();
             self.take_remote();
-            core.driver.turn(!core.tasks.has_ready());
+            let park = !core.tasks.has_ready() && !self.spin_for_work();
+            core.driver.turn(park);
             cores::resend(core, &mut self.failed.borrow_mut());
+        }
+    }
+
+    /// With `spin_before_park`, looks for work for a while before the ring is allowed
+    /// to park the thread; `true` if some came. Queued SQEs (wake-ups of other cores
+    /// among them) are submitted first, so nobody waits for this core's spin.
+    fn spin_for_work(&self) -> bool {
+        let Some(limit) = self.spin else {
+            return false;
+        };
+        let core = &*self.core;
+        core.driver.flush();
+        let start = Instant::now();
+        loop {
+            if core.inbox().has_messages() || core.driver.has_work() {
+                return true;
+            }
+            if start.elapsed() >= limit {
+                return false;
+            }
+            std::hint::spin_loop();
         }
     }
 

@@ -40,6 +40,7 @@ pub struct Builder {
     ring_entries: u32,
     sqpoll: Option<Duration>,
     msg_ring: bool,
+    spin: Option<Duration>,
 }
 
 impl Default for Builder {
@@ -58,6 +59,7 @@ impl Builder {
             ring_entries: 1024,
             sqpoll: None,
             msg_ring: true,
+            spin: None,
         }
     }
 
@@ -104,6 +106,18 @@ impl Builder {
         self
     }
 
+    /// How long an idle core keeps looking for work (its inbox, completions, due
+    /// timers) before it parks in `io_uring_enter` (default `None`: park at once).
+    ///
+    /// Waking a parked thread costs microseconds (more in a virtual machine); a core
+    /// that spins through a short gap answers a message from another core in
+    /// nanoseconds instead, at the price of a busy CPU while it spins. Worth it for
+    /// latency-bound request/response traffic between cores; see `docs/benchmarks.md`.
+    pub fn spin_before_park(mut self, spin: Option<Duration>) -> Builder {
+        self.spin = spin;
+        self
+    }
+
     /// Starts the runtime: core 0 on this thread, the other cores on threads of their
     /// own.
     ///
@@ -144,7 +158,8 @@ impl Builder {
         if let Some(cpu) = cpu_of(0) {
             pin_current_thread(cpu).map_err(restore)?;
         }
-        let executor = Executor::new(cores.clone(), 0, &config, probe).map_err(restore)?;
+        let executor =
+            Executor::new(cores.clone(), 0, &config, probe, self.spin).map_err(restore)?;
         let mut runtime = Runtime {
             executor,
             cores: cores.clone(),
@@ -165,9 +180,10 @@ impl Builder {
             let config = config.clone();
             let ready = ready_tx.clone();
             let cpu = cpu_of(index);
+            let spin = self.spin;
             let thread = thread::Builder::new()
                 .name(format!("runtime-core-{index}"))
-                .spawn(move || run_core(cores, index, cpu, &config, probe, ready))
+                .spawn(move || run_core(cores, index, cpu, spin, &config, probe, ready))
                 .map_err(|e| {
                     io::Error::new(e.kind(), format!("could not start core {index}: {e}"))
                 })?;
@@ -238,6 +254,7 @@ fn run_core(
     cores: Arc<Cores>,
     index: usize,
     cpu: Option<usize>,
+    spin: Option<Duration>,
     config: &driver::Config,
     probe: &Probe,
     ready: Ready,
@@ -246,7 +263,7 @@ fn run_core(
         if let Some(cpu) = cpu {
             pin_current_thread(cpu)?;
         }
-        let executor = Executor::new(cores, index, config, probe)?;
+        let executor = Executor::new(cores, index, config, probe, spin)?;
         let fd = crate::sys::dup(executor.ring_fd())?;
         Ok((executor, fd))
     })();
