@@ -8,14 +8,14 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll, Wake, Waker};
-use std::thread::{self, Thread};
+use std::task::{Context, Poll};
+use std::thread;
 use std::time::Duration;
 
 use runtime::channel::mpsc::{self, SendError, TryRecvError, TrySendError};
 use runtime::channel::{oneshot, oneshot::RecvError};
 use runtime::time::timeout;
-use tests::poll_once;
+use tests::{block_on_thread, poll_once, thread_waker};
 
 const BOUND: Duration = Duration::from_secs(20);
 
@@ -25,28 +25,6 @@ struct Counted(Arc<AtomicUsize>);
 impl Drop for Counted {
     fn drop(&mut self) {
         self.0.fetch_add(1, Ordering::SeqCst);
-    }
-}
-
-/// Wakes a parked plain thread.
-struct Unpark(Thread);
-
-impl Wake for Unpark {
-    fn wake(self: Arc<Self>) {
-        self.0.unpark();
-    }
-}
-
-/// Runs `future` on this plain thread, parking it while the future waits.
-fn block_on_thread<F: Future>(future: F) -> F::Output {
-    let mut future = std::pin::pin!(future);
-    let waker = Waker::from(Arc::new(Unpark(thread::current())));
-    let mut cx = Context::from_waker(&waker);
-    loop {
-        if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
-            return output;
-        }
-        thread::park();
     }
 }
 
@@ -99,62 +77,63 @@ fn check_all_once(received: &[(usize, u32)], senders: usize, per_sender: u32) {
     assert!(next.iter().all(|&n| n == per_sender));
 }
 
-#[test]
-fn four_threads_send_100k_values_each_to_one_receiver_without_loss_or_duplicate() {
-    const THREADS: usize = 4;
-    const PER_THREAD: u32 = 100_000;
+/// Has `threads` plain threads each hand `per_thread` numbered values to `send` on a
+/// clone of `tx`, receives them all on a one-core runtime (each receive bounded, with
+/// `expect` as the failure), and checks every value came once and in order.
+fn fan_in<S: Clone + Send + 'static>(
+    (tx, mut rx): (S, mpsc::Receiver<(usize, u32)>),
+    threads: usize,
+    per_thread: u32,
+    send: fn(&S, (usize, u32)),
+    expect: &str,
+) {
     tests::rt().block_on(async {
-        let (tx, mut rx) = mpsc::unbounded();
-        let threads: Vec<_> = (0..THREADS)
+        let handles: Vec<_> = (0..threads)
             .map(|sender| {
                 let tx = tx.clone();
                 thread::spawn(move || {
-                    for seq in 0..PER_THREAD {
-                        tx.send((sender, seq)).unwrap();
+                    for seq in 0..per_thread {
+                        send(&tx, (sender, seq));
                     }
                 })
             })
             .collect();
         drop(tx);
         let mut received = Vec::new();
-        while let Some(pair) = timeout(BOUND, rx.recv()).await.expect("a value or the end") {
+        while let Some(pair) = timeout(BOUND, rx.recv()).await.expect(expect) {
             received.push(pair);
         }
-        check_all_once(&received, THREADS, PER_THREAD);
-        threads.into_iter().for_each(|t| t.join().unwrap());
+        check_all_once(&received, threads, per_thread);
+        handles.into_iter().for_each(|t| t.join().unwrap());
     });
 }
 
 #[test]
+fn four_threads_send_100k_values_each_to_one_receiver_without_loss_or_duplicate() {
+    fan_in(
+        mpsc::unbounded(),
+        4,
+        100_000,
+        |tx, value| tx.send(value).unwrap(),
+        "a value or the end",
+    );
+}
+
+#[test]
 fn four_threads_waiting_on_a_small_bounded_channel_lose_nothing() {
-    const THREADS: usize = 4;
-    const PER_THREAD: u32 = 100_000;
-    tests::rt().block_on(async {
-        let (tx, mut rx) = mpsc::channel(16);
-        let threads: Vec<_> = (0..THREADS)
-            .map(|sender| {
-                let tx = tx.clone();
-                thread::spawn(move || {
-                    for seq in 0..PER_THREAD {
-                        block_on_thread(tx.send((sender, seq))).unwrap();
-                    }
-                })
-            })
-            .collect();
-        drop(tx);
-        let mut received = Vec::new();
-        while let Some(pair) = timeout(BOUND, rx.recv()).await.expect("a value or the end") {
-            received.push(pair);
-        }
-        check_all_once(&received, THREADS, PER_THREAD);
-        threads.into_iter().for_each(|t| t.join().unwrap());
-    });
+    fan_in(
+        mpsc::channel(16),
+        4,
+        100_000,
+        |tx, value| block_on_thread(tx.send(value)).unwrap(),
+        "a value or the end",
+    );
 }
 
 /// Sends `value`, but first starts a send, waits for its wake and drops it, whatever
 /// the wake was for: a slot granted to the dropped send must go on to another.
 fn send_after_a_cancelled_try(tx: &mpsc::Sender<(usize, u32)>, value: (usize, u32)) {
-    let waker = Waker::from(Arc::new(Unpark(thread::current())));
+    let waker = thread_waker();
     let mut first = tx.send(value);
     if let Poll::Ready(result) = Pin::new(&mut first).poll(&mut Context::from_waker(&waker)) {
         return result.unwrap();
@@ -166,28 +145,13 @@ fn send_after_a_cancelled_try(tx: &mpsc::Sender<(usize, u32)>, value: (usize, u3
 
 #[test]
 fn sends_cancelled_after_their_wake_strand_no_slot_across_threads() {
-    const THREADS: usize = 4;
-    const PER_THREAD: u32 = 20_000;
-    tests::rt().block_on(async {
-        let (tx, mut rx) = mpsc::channel(2);
-        let threads: Vec<_> = (0..THREADS)
-            .map(|sender| {
-                let tx = tx.clone();
-                thread::spawn(move || {
-                    for seq in 0..PER_THREAD {
-                        send_after_a_cancelled_try(&tx, (sender, seq));
-                    }
-                })
-            })
-            .collect();
-        drop(tx);
-        let mut received = Vec::new();
-        while let Some(pair) = timeout(BOUND, rx.recv()).await.expect("no slot stranded") {
-            received.push(pair);
-        }
-        check_all_once(&received, THREADS, PER_THREAD);
-        threads.into_iter().for_each(|t| t.join().unwrap());
-    });
+    fan_in(
+        mpsc::channel(2),
+        4,
+        20_000,
+        send_after_a_cancelled_try,
+        "no slot stranded",
+    );
 }
 
 #[test]

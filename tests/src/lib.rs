@@ -105,16 +105,21 @@ pub fn rt() -> runtime::Runtime {
         .expect("the runtime starts")
 }
 
-/// Runs `future` on this plain thread (no runtime), parking the thread while it is
-/// pending: how a thread the runtime does not own awaits a `JoinHandle`.
-pub fn block_on_thread<F: Future>(future: F) -> F::Output {
+/// A waker that unparks the calling thread.
+pub fn thread_waker() -> std::task::Waker {
     struct Unpark(std::thread::Thread);
     impl std::task::Wake for Unpark {
         fn wake(self: std::sync::Arc<Self>) {
             self.0.unpark();
         }
     }
-    let waker = std::task::Waker::from(std::sync::Arc::new(Unpark(std::thread::current())));
+    std::task::Waker::from(std::sync::Arc::new(Unpark(std::thread::current())))
+}
+
+/// Runs `future` on this plain thread (no runtime), parking the thread while it is
+/// pending: how a thread the runtime does not own awaits a `JoinHandle`.
+pub fn block_on_thread<F: Future>(future: F) -> F::Output {
+    let waker = thread_waker();
     let mut cx = Context::from_waker(&waker);
     let mut future = std::pin::pin!(future);
     loop {
