@@ -206,12 +206,9 @@ impl Driver {
             .is_some_and(|&(deadline, _)| deadline <= Instant::now())
     }
 
-    /// Cores whose `MSG_RING` failed since the last call.
-    pub(crate) fn take_failed_msgs(&self, into: &mut Vec<u16>) {
-        let mut inner = self.inner.borrow_mut();
-        if !inner.msg_failed.is_empty() {
-            into.append(&mut inner.msg_failed);
-        }
+    /// Cores whose `MSG_RING` failed since the last call (no allocation when none).
+    pub(crate) fn take_failed_msgs(&self) -> Vec<u16> {
+        std::mem::take(&mut self.inner.borrow_mut().msg_failed)
     }
 
     /// Submits what is queued without waiting, e.g. wake messages queued by a future

@@ -109,9 +109,8 @@ pub(crate) fn wake_remote(id: TaskId) {
 }
 
 /// Wakes cores whose `MSG_RING` from this core failed, through their eventfds.
-pub(crate) fn resend(core: &Core, failed: &mut Vec<u16>) {
-    core.driver.take_failed_msgs(failed);
-    for target in failed.drain(..) {
+pub(crate) fn resend(core: &Core) {
+    for target in core.driver.take_failed_msgs() {
         inbox::with(target, Inbox::signal);
     }
 }

@@ -92,7 +92,6 @@ pub(crate) struct Executor {
     spin: Option<Duration>,
     wakes: RefCell<Vec<TaskId>>,
     jobs: RefCell<Vec<Job>>,
-    failed: RefCell<Vec<u16>>,
 }
 
 impl Executor {
@@ -121,7 +120,6 @@ impl Executor {
             spin: spin.filter(|d| !d.is_zero()),
             wakes: Default::default(),
             jobs: Default::default(),
-            failed: Default::default(),
         })
     }
 
@@ -160,7 +158,7 @@ impl Executor {
             self.take_remote();
             let park = !core.tasks.has_ready() && !self.spin_for_work();
             core.driver.turn(park);
-            cores::resend(core, &mut self.failed.borrow_mut());
+            cores::resend(core);
         }
     }
 
