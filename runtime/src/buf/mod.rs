@@ -11,8 +11,10 @@
 
 use std::ops::{Bound, RangeBounds};
 
+pub(crate) mod ring;
 mod slice;
 
+pub use ring::RecvBuf;
 pub use slice::Slice;
 
 /// The result of an owned-buffer operation: the outcome and the buffer, handed back

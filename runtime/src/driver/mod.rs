@@ -19,6 +19,7 @@ use io_uring::squeue::{self, Entry};
 use io_uring::{opcode, types, IoUring};
 use slab::Slab;
 
+use crate::buf::ring::{self, BufRing};
 use crate::stats::Counters;
 use crate::sys::probe::Probe;
 use crate::sys::uring::{RingFd, ENTER_GETEVENTS, ENTER_SQ_WAKEUP};
@@ -26,8 +27,8 @@ use crate::sys::uring::{RingFd, ENTER_GETEVENTS, ENTER_SQ_WAKEUP};
 mod op;
 pub(crate) mod ops;
 
-use op::{Abandoned, Cqe, Lifecycle, OpSlot, Token};
-pub(crate) use op::{Completable, Op};
+pub(crate) use op::{has_more, Completable, MultiOp, Multishot, Op};
+use op::{Abandoned, Cqe, Lifecycle, OpSlot, Stream, Token};
 
 /// `user_data` of the `ASYNC_CANCEL`s the driver queues: their CQEs carry nothing.
 const CANCEL_UD: u64 = u64::MAX;
@@ -69,11 +70,22 @@ pub(crate) struct Config {
     pub(crate) sqpoll_idle: Option<Duration>,
     /// Wake other cores with `MSG_RING` where the kernel has it.
     pub(crate) msg_ring: bool,
+    /// Provided buffers for multishot receives: count and size (count 0: none).
+    pub(crate) recv_buffers: (u16, u32),
 }
 
 /// The per-core ring and everything that must stay alive while the kernel may use it.
 pub(crate) struct Driver {
     inner: RefCell<Inner>,
+    /// The provided-buffer ring, or why there is none.
+    recv_ring: Result<Rc<BufRing>, RecvRingMissing>,
+}
+
+/// Why a core has no provided-buffer ring.
+#[derive(Debug, Clone)]
+enum RecvRingMissing {
+    Disabled,
+    Failed(String),
 }
 
 struct Inner {
@@ -125,7 +137,32 @@ impl Driver {
             .map_err(|e| crate::sys::setup_error(e, entries))?;
         let ring_fd = RingFd::register(ring.as_raw_fd());
         let msg_skip = ring.params().is_feature_skip_cqe_on_success();
+        let recv_ring = match config.recv_buffers {
+            (0, _) => Err(RecvRingMissing::Disabled),
+            (count, size) => {
+                let buf_ring = Rc::new(BufRing::new(count, size)?);
+                // SAFETY: rule 1: the descriptor block is page-aligned, `entries` long,
+                // and outlives the registration: the driver holds an Rc to it and
+                // unregisters it in its drop, before letting go.
+                let registered = unsafe {
+                    ring.submitter().register_buf_ring_with_flags(
+                        buf_ring.ring_addr(),
+                        buf_ring.entries(),
+                        ring::GROUP,
+                        0,
+                    )
+                };
+                match registered {
+                    Ok(()) => Ok(buf_ring),
+                    Err(e) => Err(RecvRingMissing::Failed(format!(
+                        "registering {count} receive buffers of {size} bytes failed: {e} \
+                         (provided-buffer rings need Linux 5.19)"
+                    ))),
+                }
+            }
+        };
         Ok(Driver {
+            recv_ring,
             inner: RefCell::new(Inner {
                 ring,
                 ring_fd,
@@ -146,6 +183,18 @@ impl Driver {
                 msg_failed: Vec::new(),
                 counters,
             }),
+        })
+    }
+
+    /// The core's provided-buffer ring, or an error that says why there is none.
+    pub(crate) fn recv_ring(&self) -> io::Result<&Rc<BufRing>> {
+        self.recv_ring.as_ref().map_err(|missing| match missing {
+            RecvRingMissing::Disabled => io::Error::new(
+                io::ErrorKind::Unsupported,
+                "this core has no receive buffers: multishot receive needs \
+                 Builder::recv_buffers(count, size) with a count above 0",
+            ),
+            RecvRingMissing::Failed(why) => io::Error::new(io::ErrorKind::Unsupported, why.clone()),
         })
     }
 
@@ -237,6 +286,83 @@ impl Driver {
         queued.map(drop).map_err(|(e, _unqueued)| e)
     }
 
+    /// Queues the SQE of a multishot op; its CQEs queue up in the slot.
+    pub(super) fn submit_multi(&self, entry: Entry, waker: &Waker) -> io::Result<Token> {
+        let state = Lifecycle::Streaming(Box::new(Stream {
+            waker: Some(waker.clone()),
+            cqes: std::collections::VecDeque::new(),
+        }));
+        let queued = self.inner.borrow_mut().queue(entry, state);
+        queued.map_err(|(e, _unqueued)| e)
+    }
+
+    /// Takes the next CQE of a multishot op, or records who to wake when one comes.
+    /// The slot is freed with the last CQE (the one without `F_MORE`).
+    pub(super) fn poll_multi(&self, token: Token, cx: &mut Context<'_>) -> Poll<Cqe> {
+        let mut inner = self.inner.borrow_mut();
+        let Some(slot) = inner.ops.get_mut(token.index()) else {
+            unreachable!("an in-flight op always has its slot")
+        };
+        debug_assert_eq!(slot.generation, token.generation());
+        let Lifecycle::Streaming(stream) = &mut slot.state else {
+            unreachable!("a live multishot op's slot is streaming")
+        };
+        if let Some(cqe) = stream.cqes.pop_front() {
+            if !has_more(cqe.flags) {
+                let slot = inner.ops.remove(token.index());
+                drop(inner);
+                drop(slot);
+            }
+            return Poll::Ready(cqe);
+        }
+        let replaced = match &mut stream.waker {
+            Some(waker) if waker.will_wake(cx.waker()) => return Poll::Pending,
+            waker => waker.replace(cx.waker().clone()),
+        };
+        drop(inner);
+        drop(replaced);
+        Poll::Pending
+    }
+
+    /// A multishot op's stream is gone: release what its queued CQEs carry, and keep
+    /// the op in its slot until the last CQE if the kernel is not done with it.
+    pub(super) fn abandon_multi<T: Multishot>(&self, token: Token, data: T) {
+        let mut data: Box<dyn Abandoned> = Box::new(op::AbandonedMulti(data));
+        let (mut queued, removed) = {
+            let mut inner = self.inner.borrow_mut();
+            let Some(OpSlot {
+                state: Lifecycle::Streaming(stream),
+                ..
+            }) = inner.ops.get_mut(token.index())
+            else {
+                unreachable!("a live multishot op's slot is streaming")
+            };
+            let queued = std::mem::take(&mut stream.cqes);
+            let ended = queued.back().is_some_and(|cqe| !has_more(cqe.flags));
+            (queued, ended.then(|| inner.ops.remove(token.index())))
+        };
+        // Released outside the driver's borrow, like every waker and abandoned op.
+        let ended = removed.is_some();
+        drop(removed);
+        let last = if ended { queued.pop_back() } else { None };
+        for cqe in queued {
+            data.more(cqe);
+        }
+        if let Some(last) = last {
+            return data.finish(last);
+        }
+        let mut inner = self.inner.borrow_mut();
+        let Some(slot) = inner.ops.get_mut(token.index()) else {
+            unreachable!("an in-flight op always has its slot")
+        };
+        let replaced = std::mem::replace(&mut slot.state, Lifecycle::Ignored(data));
+        if !inner.closed {
+            inner.cancel(token.0);
+        }
+        drop(inner);
+        drop(replaced);
+    }
+
     /// Takes the op's CQE if it has come, or records who to wake when it does.
     pub(super) fn poll_op(&self, token: Token, cx: &mut Context<'_>) -> Poll<Cqe> {
         let mut inner = self.inner.borrow_mut();
@@ -252,7 +378,9 @@ impl Driver {
             }
             Lifecycle::Waiting(waker) if waker.will_wake(cx.waker()) => return Poll::Pending,
             Lifecycle::Waiting(waker) => std::mem::replace(waker, cx.waker().clone()),
-            Lifecycle::Ignored(_) => unreachable!("a live op future's slot is never ignored"),
+            Lifecycle::Ignored(_) | Lifecycle::Streaming(_) => {
+                unreachable!("a live single-shot op's slot is waiting or completed")
+            }
         };
         // A waker's drop may run foreign code: not while the driver is borrowed.
         drop(inner);
@@ -387,6 +515,16 @@ impl Drop for Driver {
     fn drop(&mut self) {
         // Normally the runtime has shut down already; this keeps rule 6 if it has not.
         self.shutdown();
+        if self.recv_ring.is_ok() {
+            // No op is in flight any more; RecvBufs still held keep the memory alive,
+            // and the kernel forgets it here (or when the ring fd closes).
+            let _ = self
+                .inner
+                .borrow()
+                .ring
+                .submitter()
+                .unregister_buf_ring(ring::GROUP);
+        }
     }
 }
 
@@ -580,12 +718,35 @@ impl Inner {
             if slot.generation != token.generation() {
                 continue;
             }
+            let last = !has_more(cqe.flags);
+            match &mut slot.state {
+                Lifecycle::Streaming(stream) => {
+                    stream.cqes.push_back(cqe);
+                    if let Some(waker) = stream.waker.take() {
+                        ready.push(waker);
+                    }
+                    if !last {
+                        continue;
+                    }
+                    *in_flight -= 1;
+                    completed += 1;
+                    continue;
+                }
+                // An op whose future is gone: its item is released at once. It only
+                // closes an fd or returns a provided buffer, never calls the driver.
+                Lifecycle::Ignored(data) if !last => {
+                    data.more(cqe);
+                    continue;
+                }
+                _ => {}
+            }
             match std::mem::replace(&mut slot.state, Lifecycle::Completed(cqe)) {
                 Lifecycle::Waiting(waker) => ready.push(waker),
                 Lifecycle::Ignored(data) => {
                     ops.remove(token.index());
                     finished.push((data, cqe));
                 }
+                Lifecycle::Streaming(_) => unreachable!("handled above"),
                 Lifecycle::Completed(first) => {
                     // A second CQE for a single-shot op cannot happen; keep the first.
                     slot.state = Lifecycle::Completed(first);
@@ -637,7 +798,13 @@ impl Inner {
         let tokens: Vec<u64> = self
             .ops
             .iter()
-            .filter(|(_, slot)| !matches!(slot.state, Lifecycle::Completed(_)))
+            .filter(|(_, slot)| match &slot.state {
+                Lifecycle::Completed(_) => false,
+                Lifecycle::Streaming(stream) => {
+                    stream.cqes.back().is_none_or(|cqe| has_more(cqe.flags))
+                }
+                Lifecycle::Waiting(_) | Lifecycle::Ignored(_) => true,
+            })
             .map(|(index, slot)| Token::new(index, slot.generation).0)
             .collect();
         for token in tokens {

@@ -6,14 +6,21 @@
 //! `user_data` is the slot's [`Token`]: its index in the low 32 bits and a generation
 //! in the high 32, so a CQE can only ever be matched to the op that made it, never to
 //! a later op that reuses the index. An op is queued when its future is first polled,
-//! with that poll's waker, so a slot starts out `Waiting`. A slot is in one of three
-//! states:
+//! with that poll's waker, so a slot starts out `Waiting` (or `Streaming`, for an op that
+//! posts several CQEs). A slot is in one of four states:
 //!
 //! | state | who owns the op's resources (buffers, paths, sockaddrs) |
 //! |---|---|
 //! | `Waiting(waker)` | the `Op` future, which waits for the CQE |
 //! | `Completed(cqe)` | the `Op` future; the kernel is done with the resources |
+//! | `Streaming(queue)` | the [`MultiOp`]; CQEs queue up until it takes them |
 //! | `Ignored(box)` | the slot: the future was dropped while the kernel held them |
+//!
+//! A multishot op (accept, recv) and a zero-copy send post several CQEs; every one but
+//! the last carries `IORING_CQE_F_MORE`. Such an op is in flight until that last CQE
+//! (rule 3 and 4 of the design): its slot stays `Streaming` while the [`MultiOp`] lives,
+//! and becomes `Ignored` if it is dropped first, in which case each later CQE is handed
+//! to the op so that what it carries (an accepted fd, a provided buffer) is released.
 //!
 //! # Why this is sound (rule 1 of the design: the kernel may use an op's memory until
 //! its final CQE)
@@ -98,8 +105,31 @@ pub(crate) trait Completable: Unpin + 'static {
     fn complete(self, result: io::Result<u32>, flags: u32) -> Self::Output;
 }
 
-/// The slot of a dropped op: called once with its final CQE.
+/// An operation that posts several CQEs: a multishot accept or recv, a zero-copy
+/// send. Every CQE but the last has `IORING_CQE_F_MORE`.
+pub(crate) trait Multishot: Unpin + 'static {
+    /// What each CQE becomes.
+    type Item;
+
+    /// Builds the SQE (its `user_data` is set by the driver); as for
+    /// [`Completable::prepare`], pointers only into heap memory owned by `self`.
+    fn prepare(&mut self) -> Entry;
+
+    /// Turns one CQE (the last one too), or the error that kept the op from being
+    /// submitted (with `flags` 0), into an item. An item that owns a resource (an fd, a
+    /// provided buffer) releases it when dropped: abandoned ops drop theirs.
+    fn item(&mut self, result: io::Result<u32>, flags: u32) -> Self::Item;
+}
+
+/// Whether the kernel will post more CQEs for the op after this one.
+pub(crate) fn has_more(flags: u32) -> bool {
+    io_uring::cqueue::more(flags)
+}
+
+/// The slot of a dropped op: `more` for each CQE that is not the last, `finish` once
+/// with the last.
 pub(super) trait Abandoned {
+    fn more(&mut self, _cqe: Cqe) {}
     fn finish(self: Box<Self>, cqe: Cqe);
 }
 
@@ -110,10 +140,29 @@ impl<T: Completable> Abandoned for T {
     }
 }
 
+/// A dropped multishot op, kept until its last CQE.
+pub(super) struct AbandonedMulti<T>(pub(super) T);
+
+impl<T: Multishot> Abandoned for AbandonedMulti<T> {
+    fn more(&mut self, cqe: Cqe) {
+        drop(self.0.item(cqe.into_result(), cqe.flags));
+    }
+    fn finish(mut self: Box<Self>, cqe: Cqe) {
+        drop(self.0.item(cqe.into_result(), cqe.flags));
+    }
+}
+
+/// CQEs of a multishot op that its [`MultiOp`] has not taken yet.
+pub(super) struct Stream {
+    pub(super) waker: Option<Waker>,
+    pub(super) cqes: std::collections::VecDeque<Cqe>,
+}
+
 /// The state of one slot of the op slab (see the module docs).
 pub(super) enum Lifecycle {
     Waiting(Waker),
     Completed(Cqe),
+    Streaming(Box<Stream>),
     Ignored(Box<dyn Abandoned>),
 }
 
@@ -198,5 +247,106 @@ impl<T: Completable> std::fmt::Debug for Op<T> {
             State::Done => "done",
         };
         f.debug_struct("Op").field("state", &state).finish()
+    }
+}
+
+/// A multishot operation as a stream of items, one per CQE; it ends after the CQE
+/// without `IORING_CQE_F_MORE`. Nothing reaches the kernel until it is first polled;
+/// [`MultiOp::rearm`] starts it again after it ended.
+pub(crate) struct MultiOp<T: Multishot> {
+    data: Option<T>,
+    state: State,
+}
+
+impl<T: Multishot> MultiOp<T> {
+    pub(crate) fn new(data: T) -> MultiOp<T> {
+        MultiOp {
+            data: Some(data),
+            state: State::Unsubmitted,
+        }
+    }
+
+    /// Whether the last CQE has been taken: the kernel is done with the op.
+    pub(crate) fn is_done(&self) -> bool {
+        matches!(self.state, State::Done)
+    }
+
+    /// Submits the op again at the next poll, after it ended.
+    pub(crate) fn rearm(&mut self) {
+        debug_assert!(self.is_done());
+        if self.is_done() {
+            self.state = State::Unsubmitted;
+        }
+    }
+
+    /// The op's data, while the kernel does not hold it (before the first poll or
+    /// after the last CQE).
+    pub(crate) fn data_mut(&mut self) -> Option<&mut T> {
+        match self.state {
+            State::InFlight { .. } => None,
+            _ => self.data.as_mut(),
+        }
+    }
+
+    /// The op's data, read-only (the kernel never reads these fields through it).
+    pub(crate) fn data(&self) -> &T {
+        self.data.as_ref().expect("a multishot op keeps its data")
+    }
+
+    /// The next item, or `None` once the op has ended (until [`MultiOp::rearm`]).
+    /// An op that could not be submitted ends with the item made of that error.
+    pub(crate) fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<T::Item>> {
+        let data = self.data.as_mut().expect("a multishot op keeps its data");
+        match &self.state {
+            State::Unsubmitted => {
+                let submitted = match super::current() {
+                    None => Err(super::no_runtime()),
+                    Some(driver) => driver
+                        .submit_multi(data.prepare(), cx.waker())
+                        .map(|token| (driver, token)),
+                };
+                match submitted {
+                    Ok((driver, token)) => {
+                        self.state = State::InFlight { driver, token };
+                        Poll::Pending
+                    }
+                    Err(e) => {
+                        self.state = State::Done;
+                        Poll::Ready(Some(data.item(Err(e), 0)))
+                    }
+                }
+            }
+            State::InFlight { driver, token } => match driver.poll_multi(*token, cx) {
+                Poll::Ready(cqe) => {
+                    if !has_more(cqe.flags) {
+                        self.state = State::Done;
+                    }
+                    Poll::Ready(Some(data.item(cqe.into_result(), cqe.flags)))
+                }
+                Poll::Pending => Poll::Pending,
+            },
+            State::Done => Poll::Ready(None),
+        }
+    }
+}
+
+impl<T: Multishot> Drop for MultiOp<T> {
+    fn drop(&mut self) {
+        if let State::InFlight { driver, token } = &self.state {
+            if let Some(data) = self.data.take() {
+                driver.abandon_multi(*token, data);
+            }
+        }
+    }
+}
+
+impl<T: Multishot> std::fmt::Debug for MultiOp<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = match self.state {
+            State::Unsubmitted => "unsubmitted",
+            State::InFlight { .. } => "in flight",
+            State::Done => "done",
+        };
+        f.debug_struct("MultiOp").field("state", &state).finish()
     }
 }

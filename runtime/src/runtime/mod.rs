@@ -41,6 +41,7 @@ pub struct Builder {
     sqpoll: Option<Duration>,
     msg_ring: bool,
     spin: Option<Duration>,
+    recv_buffers: (u16, u32),
 }
 
 impl Default for Builder {
@@ -51,7 +52,8 @@ impl Default for Builder {
 
 impl Builder {
     /// The default set-up: a core on every CPU this thread may run on, each pinned to
-    /// its CPU, 1024 SQ entries (2048 CQ) per ring, no SQPOLL, `MSG_RING` wake-ups.
+    /// its CPU, 1024 SQ entries (2048 CQ) per ring, no SQPOLL, `MSG_RING` wake-ups,
+    /// 256 receive buffers of 4 KiB per core.
     pub fn new() -> Builder {
         Builder {
             cores: None,
@@ -60,6 +62,7 @@ impl Builder {
             sqpoll: None,
             msg_ring: true,
             spin: None,
+            recv_buffers: (256, 4096),
         }
     }
 
@@ -118,6 +121,16 @@ impl Builder {
         self
     }
 
+    /// The provided buffers each core keeps for multishot receives
+    /// (`TcpStream::recv_stream`): `count` buffers of `size` bytes (default 256 of
+    /// 4 KiB, 1 MiB per core; a count of 0 turns them off). The kernel picks one as data
+    /// arrives; each [`RecvBuf`](crate::buf::RecvBuf) goes back when dropped. When all are
+    /// held, receives wait for one to come back. `count` is at most 32768.
+    pub fn recv_buffers(mut self, count: u16, size: u32) -> Builder {
+        self.recv_buffers = (count, size);
+        self
+    }
+
     /// Starts the runtime: core 0 on this thread, the other cores on threads of their
     /// own.
     ///
@@ -143,6 +156,7 @@ impl Builder {
             entries: self.ring_entries,
             sqpoll_idle: self.sqpoll,
             msg_ring: self.msg_ring,
+            recv_buffers: self.recv_buffers,
         };
         let cores = Arc::new(Cores::new(n)?);
         let cpu_of = |index: usize| self.pin.then(|| cpus[index]);

@@ -9,7 +9,9 @@
 //! - [`probe`], what this kernel's io_uring supports, asked once per process;
 //! - [`uring`], `io_uring_enter` with every flag decided by the caller;
 //! - [`affinity`], the CPUs a thread may run on, read and restored;
-//! - [`dup`], a close-on-exec duplicate of an fd.
+//! - [`dup`], a close-on-exec duplicate of an fd;
+//! - [`socket`], socket addresses in the kernel's layout and the socket calls that
+//!   stay synchronous (bind, listen, options).
 //!
 //! Nothing here knows about futures or tasks.
 
@@ -19,6 +21,7 @@ use std::os::fd::{FromRawFd, OwnedFd};
 pub(crate) mod affinity;
 pub(crate) mod probe;
 mod setup;
+pub(crate) mod socket;
 pub(crate) mod uring;
 
 pub(crate) use setup::setup_error;

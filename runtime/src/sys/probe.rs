@@ -79,6 +79,8 @@ pub struct Probe {
     opcodes: [u64; 4],
     ext_arg: bool,
     nodrop: bool,
+    /// Kernel release (major, minor) from uname, `(0, 0)` if unreadable.
+    release: (u32, u32),
 }
 
 impl std::fmt::Debug for Probe {
@@ -137,6 +139,7 @@ impl Probe {
             opcodes,
             ext_arg: params.is_feature_ext_arg(),
             nodrop: params.is_feature_nodrop(),
+            release: kernel_release(),
         })
     }
 
@@ -165,6 +168,24 @@ impl Probe {
         self.ext_arg
     }
 
+    /// Whether multishot accept can be trusted: Linux 5.19 has it, but 6.6 to 6.8 could
+    /// post invalid fds with `DEFER_TASKRUN`; there, accept one connection at a time.
+    pub fn multishot_accept(&self) -> bool {
+        let (major, minor) = self.release;
+        let known_bad = self.flags.defer_taskrun && major == 6 && (6..=8).contains(&minor);
+        (major, minor) >= (5, 19) && !known_bad
+    }
+
+    /// Whether multishot receive over a provided-buffer ring is there (Linux 6.0).
+    pub fn multishot_recv(&self) -> bool {
+        self.release >= (6, 0)
+    }
+
+    /// Whether `IORING_OP_SEND_ZC` is there (Linux 6.0).
+    pub fn send_zc(&self) -> bool {
+        self.supports(io_uring::opcode::SendZc::CODE)
+    }
+
     pub(crate) fn setup_flags(&self) -> SetupFlags {
         self.flags
     }
@@ -183,6 +204,27 @@ impl Probe {
             format!("this kernel's io_uring lacks {missing}; runtime needs Linux 5.11 or newer"),
         ))
     }
+}
+
+/// The running kernel's (major, minor) release, `(0, 0)` if it cannot be read.
+fn kernel_release() -> (u32, u32) {
+    // SAFETY: utsname is plain old data; uname fills it.
+    let mut uts: libc::utsname = unsafe { std::mem::zeroed() };
+    // The pointer is to a live utsname.
+    if super::syscall!(uname(&mut uts)).is_err() {
+        return (0, 0);
+    }
+    let release: Vec<u8> = uts
+        .release
+        .iter()
+        .take_while(|&&c| c != 0)
+        .map(|&c| c as u8)
+        .collect();
+    let text = String::from_utf8_lossy(&release);
+    let mut parts = text
+        .split(|c: char| !c.is_ascii_digit())
+        .map(|p| p.parse::<u32>().unwrap_or(0));
+    (parts.next().unwrap_or(0), parts.next().unwrap_or(0))
 }
 
 #[cfg(test)]

@@ -1,0 +1,67 @@
+use std::io;
+use std::os::fd::RawFd;
+use std::rc::Rc;
+
+use io_uring::{cqueue, opcode, squeue::Entry, types};
+
+use crate::buf::ring::{BufRing, GROUP};
+use crate::buf::RecvBuf;
+use crate::driver::Multishot;
+
+/// Multishot `IORING_OP_RECV` over the core's provided-buffer ring (Linux 6.0): each
+/// CQE names the buffer the kernel filled. A buffer nobody takes (the stream was
+/// dropped) goes straight back to the ring.
+#[derive(Debug)]
+pub(crate) struct RecvMulti {
+    fd: RawFd,
+    ring: Rc<BufRing>,
+}
+
+impl RecvMulti {
+    pub(crate) fn new(fd: RawFd, ring: Rc<BufRing>) -> RecvMulti {
+        RecvMulti { fd, ring }
+    }
+
+    pub(crate) fn ring(&self) -> &Rc<BufRing> {
+        &self.ring
+    }
+}
+
+/// What one CQE of a multishot receive carries.
+#[derive(Debug)]
+pub(crate) enum Received {
+    Data(RecvBuf),
+    /// The peer shut down its side: no more data.
+    Eof,
+}
+
+impl Multishot for RecvMulti {
+    type Item = io::Result<Received>;
+
+    fn prepare(&mut self) -> Entry {
+        opcode::RecvMulti::new(types::Fd(self.fd), GROUP).build()
+    }
+
+    fn item(&mut self, result: io::Result<u32>, flags: u32) -> io::Result<Received> {
+        let n = result?;
+        let Some(bid) = cqueue::buffer_select(flags) else {
+            return if n == 0 {
+                Ok(Received::Eof)
+            } else {
+                Err(io::Error::other(format!(
+                    "the kernel reported {n} bytes received without naming a buffer"
+                )))
+            };
+        };
+        match self.ring.take(bid, n) {
+            Some(buf) if n == 0 => {
+                drop(buf);
+                Ok(Received::Eof)
+            }
+            Some(buf) => Ok(Received::Data(buf)),
+            None => Err(io::Error::other(format!(
+                "the kernel named receive buffer {bid} with {n} bytes, outside the ring"
+            ))),
+        }
+    }
+}

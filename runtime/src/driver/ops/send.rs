@@ -1,0 +1,68 @@
+use std::io;
+use std::os::fd::RawFd;
+
+use io_uring::{opcode, squeue::Entry, types};
+
+use crate::buf::{BufResult, IoBuf, IoBufMut};
+use crate::driver::Completable;
+
+/// `IORING_OP_SEND` of an owned buffer's initialised bytes, with `MSG_NOSIGNAL`: a
+/// peer that went away is an `EPIPE` error, never a `SIGPIPE`.
+#[derive(Debug)]
+pub(crate) struct Send<B> {
+    fd: RawFd,
+    buf: B,
+}
+
+impl<B: IoBuf> Send<B> {
+    pub(crate) fn new(fd: RawFd, buf: B) -> Send<B> {
+        Send { fd, buf }
+    }
+}
+
+impl<B: IoBuf> Completable for Send<B> {
+    type Output = BufResult<usize, B>;
+
+    fn prepare(&mut self) -> Entry {
+        let len = u32::try_from(self.buf.bytes_init()).unwrap_or(u32::MAX);
+        opcode::Send::new(types::Fd(self.fd), self.buf.stable_ptr(), len)
+            .flags(libc::MSG_NOSIGNAL)
+            .build()
+    }
+
+    fn complete(self, result: io::Result<u32>, _flags: u32) -> BufResult<usize, B> {
+        (result.map(|n| n as usize), self.buf)
+    }
+}
+
+/// `IORING_OP_RECV` into an owned buffer.
+#[derive(Debug)]
+pub(crate) struct Recv<B> {
+    fd: RawFd,
+    buf: B,
+}
+
+impl<B: IoBufMut> Recv<B> {
+    pub(crate) fn new(fd: RawFd, buf: B) -> Recv<B> {
+        Recv { fd, buf }
+    }
+}
+
+impl<B: IoBufMut> Completable for Recv<B> {
+    type Output = BufResult<usize, B>;
+
+    fn prepare(&mut self) -> Entry {
+        let len = u32::try_from(self.buf.bytes_total()).unwrap_or(u32::MAX);
+        opcode::Recv::new(types::Fd(self.fd), self.buf.stable_mut_ptr(), len).build()
+    }
+
+    fn complete(mut self, result: io::Result<u32>, _flags: u32) -> BufResult<usize, B> {
+        let result = result.map(|n| {
+            let n = n as usize;
+            // SAFETY: the kernel reported writing `n` bytes from the buffer's start.
+            unsafe { self.buf.set_init(n) };
+            n
+        });
+        (result, self.buf)
+    }
+}

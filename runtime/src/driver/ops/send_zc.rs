@@ -1,0 +1,57 @@
+use std::io;
+use std::os::fd::RawFd;
+
+use io_uring::{cqueue, opcode, squeue::Entry, types};
+
+use crate::buf::IoBuf;
+use crate::driver::Multishot;
+
+/// `IORING_OP_SEND_ZC` (Linux 6.0): the kernel sends from the buffer itself. It posts
+/// the send's result (with `F_MORE` when a notification follows) and then a
+/// notification (`F_NOTIF`) once the network stack let go of the buffer: only then may
+/// the buffer be reused or freed (rule 4). The op keeps it until that last CQE.
+#[derive(Debug)]
+pub(crate) struct SendZc<B> {
+    fd: RawFd,
+    buf: Option<B>,
+}
+
+impl<B: IoBuf> SendZc<B> {
+    pub(crate) fn new(fd: RawFd, buf: B) -> SendZc<B> {
+        SendZc { fd, buf: Some(buf) }
+    }
+
+    /// The buffer back, once the op's last CQE has been taken.
+    pub(crate) fn take_buf(&mut self) -> Option<B> {
+        self.buf.take()
+    }
+}
+
+/// One CQE of a zero-copy send.
+#[derive(Debug)]
+pub(crate) enum ZcEvent {
+    /// The send's result: bytes sent or the error.
+    Sent(io::Result<usize>),
+    /// The kernel no longer uses the buffer.
+    Released,
+}
+
+impl<B: IoBuf> Multishot for SendZc<B> {
+    type Item = ZcEvent;
+
+    fn prepare(&mut self) -> Entry {
+        let buf = self.buf.as_ref().expect("a zero-copy send has its buffer");
+        let len = u32::try_from(buf.bytes_init()).unwrap_or(u32::MAX);
+        opcode::SendZc::new(types::Fd(self.fd), buf.stable_ptr(), len)
+            .flags(libc::MSG_NOSIGNAL)
+            .build()
+    }
+
+    fn item(&mut self, result: io::Result<u32>, flags: u32) -> ZcEvent {
+        if cqueue::notif(flags) {
+            ZcEvent::Released
+        } else {
+            ZcEvent::Sent(result.map(|n| n as usize))
+        }
+    }
+}

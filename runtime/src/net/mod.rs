@@ -1,0 +1,283 @@
+//! TCP, UDP and Unix sockets with owned-buffer I/O through the ring.
+//!
+//! Every operation takes its buffer by value and hands it back with the result, as in
+//! [`buf`](crate::buf): `let (result, buf) = stream.read(buf).await;`. A dropped
+//! future never frees memory the kernel may still write, and a dropped accept or
+//! connect whose connection arrives anyway closes it.
+//!
+//! Listeners set `SO_REUSEPORT` (and `SO_REUSEADDR`), so every core may bind the same
+//! port and the kernel spreads connections over them:
+//!
+//! ```no_run
+//! use runtime::net::TcpListener;
+//!
+//! let mut rt = runtime::Builder::new().build()?;
+//! rt.run_on_all(|_core| async {
+//!     let listener = TcpListener::bind("127.0.0.1:8080")?;
+//!     loop {
+//!         let (stream, _peer) = listener.accept().await?;
+//!         runtime::spawn(async move {
+//!             let mut buf = Vec::with_capacity(4096);
+//!             loop {
+//!                 let (n, b) = stream.read(buf).await;
+//!                 match n {
+//!                     Ok(0) | Err(_) => break,
+//!                     Ok(_) => {}
+//!                 }
+//!                 let (written, mut b) = stream.write_all(b).await;
+//!                 if written.is_err() {
+//!                     break;
+//!                 }
+//!                 b.clear();
+//!                 buf = b;
+//!             }
+//!         });
+//!     }
+//!     #[allow(unreachable_code)]
+//!     Ok::<(), std::io::Error>(())
+//! });
+//! # Ok::<(), std::io::Error>(())
+//! ```
+//!
+//! Streams of connections ([`TcpListener::incoming`], multishot accept) and of
+//! received data ([`TcpStream::recv_stream`], multishot receive into the core's
+//! provided buffers) implement `futures_core::Stream`.
+
+use std::io;
+use std::marker::PhantomData;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use futures_core::Stream;
+
+use crate::buf::RecvBuf;
+
+mod socket;
+mod tcp;
+mod udp;
+mod unix;
+
+pub use tcp::{TcpListener, TcpSocket, TcpStream};
+pub use udp::UdpSocket;
+pub use unix::{UnixDatagram, UnixListener, UnixStream};
+
+use socket::{IncomingState, RecvStreamState, Socket};
+
+/// The addresses `addr` names (a name is looked up with the system resolver, which
+/// blocks; pass an IP address on a hot path).
+fn resolve(addr: impl ToSocketAddrs) -> io::Result<Vec<SocketAddr>> {
+    let addrs: Vec<SocketAddr> = addr.to_socket_addrs()?.collect();
+    if addrs.is_empty() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "the address resolved to nothing",
+        ));
+    }
+    Ok(addrs)
+}
+
+/// Tries `f` on each address in turn; the last error if none worked.
+fn each_addr<T>(
+    addr: impl ToSocketAddrs,
+    mut f: impl FnMut(SocketAddr) -> io::Result<T>,
+) -> io::Result<T> {
+    let mut last = None;
+    for addr in resolve(addr)? {
+        match f(addr) {
+            Ok(t) => return Ok(t),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.expect("resolve returns at least one address"))
+}
+
+fn domain_of(addr: &SocketAddr) -> i32 {
+    match addr {
+        SocketAddr::V4(_) => libc::AF_INET,
+        SocketAddr::V6(_) => libc::AF_INET6,
+    }
+}
+
+/// A socket type a listener's accepted sockets become.
+trait Accepted: Sized {
+    fn from_socket(socket: Socket) -> Self;
+}
+
+/// The connections a listener accepts, as a `Stream` (multishot accept: one
+/// submission for any number of connections). Made by [`TcpListener::incoming`] and
+/// [`UnixListener::incoming`].
+///
+/// An error (say, too many open files) is yielded and accepting goes on; the stream
+/// ends only if the listener's accepts are cancelled. Dropping it cancels the accept;
+/// a connection that arrives anyway is closed.
+#[must_use = "streams do nothing unless polled"]
+pub struct Incoming<'a, S> {
+    state: IncomingState,
+    _listener: PhantomData<Borrows<'a, S>>,
+}
+
+/// Borrows the listener for `'a` and yields `S`s (without owning one).
+type Borrows<'a, S> = (&'a (), fn() -> S);
+
+impl<S> Incoming<'_, S> {
+    fn new(state: IncomingState) -> Self {
+        Incoming {
+            state,
+            _listener: PhantomData,
+        }
+    }
+}
+
+impl<S: Accepted> Stream for Incoming<'_, S> {
+    type Item = io::Result<S>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<io::Result<S>>> {
+        self.state
+            .poll_next(cx)
+            .map(|next| next.map(|r| r.map(S::from_socket)))
+    }
+}
+
+impl<S> std::fmt::Debug for Incoming<'_, S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.state.fmt(f)
+    }
+}
+
+/// Data as it arrives on a stream socket, as a `Stream` of [`RecvBuf`] (multishot
+/// receive into the core's provided buffers: one submission, no buffer tied up while
+/// waiting). Made by [`TcpStream::recv_stream`] and [`UnixStream::recv_stream`].
+///
+/// It ends at end of stream, or after yielding an error. When every provided buffer is
+/// held, it waits for one to come back and goes on: no data is lost. Dropping it
+/// cancels the receive; buffers filled meanwhile go back to the ring.
+#[must_use = "streams do nothing unless polled"]
+pub struct RecvStream<'a> {
+    state: RecvStreamState,
+    _stream: PhantomData<&'a ()>,
+}
+
+impl Stream for RecvStream<'_> {
+    type Item = io::Result<RecvBuf>;
+
+    fn poll_next(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<io::Result<RecvBuf>>> {
+        self.state.poll_next(cx)
+    }
+}
+
+impl std::fmt::Debug for RecvStream<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.state.fmt(f)
+    }
+}
+
+/// The owned-buffer I/O of a connected stream socket, shared by `TcpStream` and
+/// `UnixStream`.
+macro_rules! stream_io {
+    () => {
+        /// Reads into `buf` (up to its capacity, `bytes_total`); returns how many bytes
+        /// came. `Ok(0)` means the peer closed its side (or `buf` has no room).
+        pub async fn read<B: IoBufMut>(&self, buf: B) -> BufResult<usize, B> {
+            self.socket.read(buf).await
+        }
+
+        /// Fills `buf` to its capacity (`bytes_total`), reading as often as needed. The
+        /// stream ending first is an `UnexpectedEof` error; the buffer holds what came.
+        pub async fn read_exact<B: IoBufMut>(&self, buf: B) -> BufResult<(), B> {
+            self.socket.read_exact(buf).await
+        }
+
+        /// Sends `buf`'s initialised bytes; returns how many the kernel took, which may
+        /// be fewer.
+        pub async fn write<B: IoBuf>(&self, buf: B) -> BufResult<usize, B> {
+            self.socket.write(buf).await
+        }
+
+        /// Sends all of `buf`'s initialised bytes, resubmitting after short sends.
+        ///
+        /// A peer that reset the connection is an error (`ConnectionReset` or
+        /// `BrokenPipe`), never a signal.
+        pub async fn write_all<B: IoBuf>(&self, buf: B) -> BufResult<(), B> {
+            self.socket.write_all(buf).await
+        }
+
+        /// Reads into several buffers in order (one `recvmsg`); returns the total.
+        pub async fn read_vectored<B: IoBufMut>(&self, bufs: Vec<B>) -> BufResult<usize, Vec<B>> {
+            self.socket.read_vectored(bufs).await
+        }
+
+        /// Sends the initialised bytes of several buffers in order (one `sendmsg`);
+        /// returns the total the kernel took, which may be fewer.
+        pub async fn write_vectored<B: IoBuf>(&self, bufs: Vec<B>) -> BufResult<usize, Vec<B>> {
+            self.socket.write_vectored(bufs).await
+        }
+
+        /// Data as it arrives, in the core's provided buffers: see [`RecvStream`].
+        ///
+        /// Needs Linux 6.0 and `Builder::recv_buffers` (on by default); otherwise the
+        /// stream's first item is an error that says so.
+        pub fn recv_stream(&self) -> RecvStream<'_> {
+            RecvStream {
+                state: self.socket.recv_stream(),
+                _stream: std::marker::PhantomData,
+            }
+        }
+
+        /// Sends `buf` without copying it into the kernel (`IORING_OP_SEND_ZC`, Linux
+        /// 6.0). The future resolves once the kernel no longer reads the buffer (its
+        /// notification), which may be after the peer acknowledged the data: worth it
+        /// for large buffers, slower than [`write`](Self::write) for small ones.
+        /// Returns how many bytes were sent, which may be fewer.
+        pub async fn send_zc<B: IoBuf>(&self, buf: B) -> BufResult<usize, B> {
+            self.socket.send_zc(buf).await
+        }
+
+        /// Shuts down the read half, the write half (the peer reads end of stream), or
+        /// both.
+        pub async fn shutdown(&self, how: std::net::Shutdown) -> io::Result<()> {
+            self.socket.shutdown(how).await
+        }
+
+        /// Closes the socket through the ring and reports the kernel's answer
+        /// (dropping it closes it too, without an answer).
+        pub async fn close(self) -> io::Result<()> {
+            self.socket.close().await
+        }
+
+        /// The pending socket error (`SO_ERROR`), cleared by reading it.
+        pub fn take_error(&self) -> io::Result<Option<io::Error>> {
+            self.socket.take_error()
+        }
+    };
+}
+use stream_io;
+
+/// `AsFd`/`AsRawFd` and `Debug` for a socket type with a `socket` field.
+macro_rules! socket_traits {
+    ($ty:ident) => {
+        impl std::os::fd::AsFd for $ty {
+            fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+                std::os::fd::AsFd::as_fd(&self.socket)
+            }
+        }
+
+        impl std::os::fd::AsRawFd for $ty {
+            fn as_raw_fd(&self) -> std::os::fd::RawFd {
+                self.socket.raw()
+            }
+        }
+
+        impl std::fmt::Debug for $ty {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_struct(stringify!($ty))
+                    .field("fd", &self.socket)
+                    .finish()
+            }
+        }
+    };
+}
+use socket_traits;

@@ -1,0 +1,491 @@
+//! The fd and owned-buffer operations every socket type shares.
+
+use std::fmt;
+use std::future::Future;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use crate::buf::{BufResult, IoBuf, IoBufMut, RecvBuf};
+use crate::driver::{self, ops, MultiOp, Op};
+use crate::sys::probe::Probe;
+use crate::sys::socket::{self as sys, SockAddr};
+
+/// A socket fd. Dropping it cancels whatever the ring still has on the fd and then
+/// closes it through the ring, behind those ops (rule 5), so the fd number is not
+/// reused while an op may still name it.
+pub(crate) struct Socket {
+    fd: Option<OwnedFd>,
+}
+
+impl Socket {
+    pub(crate) fn from_fd(fd: OwnedFd) -> Socket {
+        Socket { fd: Some(fd) }
+    }
+
+    /// A new socket: through `IORING_OP_SOCKET` where the kernel has it, else socket(2).
+    pub(crate) async fn new(domain: i32, ty: i32) -> io::Result<Socket> {
+        let fd = match Probe::get() {
+            Ok(probe) if probe.supports(io_uring::opcode::Socket::CODE) => {
+                Op::new(ops::Socket::new(domain, ty)).await?
+            }
+            _ => sys::socket(domain, ty)?,
+        };
+        Ok(Socket::from_fd(fd))
+    }
+
+    /// A new socket made synchronously (for binds, which are synchronous).
+    pub(crate) fn new_sync(domain: i32, ty: i32) -> io::Result<Socket> {
+        sys::socket(domain, ty).map(Socket::from_fd)
+    }
+
+    fn owned(&self) -> &OwnedFd {
+        self.fd
+            .as_ref()
+            .expect("a socket owns its fd until dropped")
+    }
+
+    pub(crate) fn raw(&self) -> RawFd {
+        self.owned().as_raw_fd()
+    }
+
+    pub(crate) fn bind(&self, addr: &SockAddr) -> io::Result<()> {
+        sys::bind(self.owned(), addr)
+    }
+
+    pub(crate) fn listen(&self, backlog: i32) -> io::Result<()> {
+        sys::listen(self.owned(), backlog)
+    }
+
+    pub(crate) fn local_addr(&self) -> io::Result<SockAddr> {
+        sys::name(self.raw(), false)
+    }
+
+    pub(crate) fn peer_addr(&self) -> io::Result<SockAddr> {
+        sys::name(self.raw(), true)
+    }
+
+    /// Connects a new stream socket; the op owns it until the CQE (a dropped connect
+    /// closes the half-open socket then).
+    pub(crate) async fn connect_new(domain: i32, ty: i32, addr: SockAddr) -> io::Result<Socket> {
+        let socket = Socket::new(domain, ty).await?;
+        let fd = socket.into_fd();
+        Op::new(ops::Connect::new(fd, addr))
+            .await
+            .map(Socket::from_fd)
+    }
+
+    /// Connects this (datagram) socket; it stays open whatever happens to the future.
+    pub(crate) async fn connect(&self, addr: SockAddr) -> io::Result<()> {
+        Op::new(ops::Connect::new(self.raw(), addr)).await.map(drop)
+    }
+
+    fn into_fd(mut self) -> OwnedFd {
+        self.fd.take().expect("a socket owns its fd until dropped")
+    }
+
+    pub(crate) async fn accept(&self) -> io::Result<(Socket, SockAddr)> {
+        let (fd, addr) = Op::new(ops::Accept::new(self.raw())).await?;
+        Ok((Socket::from_fd(fd), addr))
+    }
+
+    pub(crate) async fn read<B: IoBufMut>(&self, buf: B) -> BufResult<usize, B> {
+        Op::new(ops::Recv::new(self.raw(), buf)).await
+    }
+
+    pub(crate) async fn write<B: IoBuf>(&self, buf: B) -> BufResult<usize, B> {
+        Op::new(ops::Send::new(self.raw(), buf)).await
+    }
+
+    /// Sends all of `buf`'s initialised bytes, resubmitting after short sends.
+    pub(crate) async fn write_all<B: IoBuf>(&self, buf: B) -> BufResult<(), B> {
+        let total = buf.bytes_init();
+        let mut sent = 0;
+        let mut buf = buf;
+        while sent < total {
+            let (result, slice) = self.write(buf.slice(sent..total)).await;
+            buf = slice.into_inner();
+            match result {
+                Ok(0) => {
+                    let e = io::Error::new(
+                        io::ErrorKind::WriteZero,
+                        format!("the socket took no more bytes after {sent} of {total}"),
+                    );
+                    return (Err(e), buf);
+                }
+                Ok(n) => sent += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return (Err(e), buf),
+            }
+        }
+        (Ok(()), buf)
+    }
+
+    /// Fills all of `buf` (`bytes_total` bytes); end of stream first is `UnexpectedEof`.
+    pub(crate) async fn read_exact<B: IoBufMut>(&self, buf: B) -> BufResult<(), B> {
+        let total = buf.bytes_total();
+        let mut filled = 0;
+        let mut buf = buf;
+        while filled < total {
+            let (result, slice) = self.read(buf.slice(filled..total)).await;
+            buf = slice.into_inner();
+            match result {
+                Ok(0) => {
+                    let e = io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        format!("the stream ended after {filled} of {total} bytes"),
+                    );
+                    return (Err(e), buf);
+                }
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return (Err(e), buf),
+            }
+        }
+        (Ok(()), buf)
+    }
+
+    pub(crate) async fn read_vectored<B: IoBufMut>(
+        &self,
+        bufs: Vec<B>,
+    ) -> BufResult<usize, Vec<B>> {
+        let (result, bufs) = Op::new(ops::RecvMsg::new(self.raw(), bufs)).await;
+        (result.map(|(n, _)| n), bufs)
+    }
+
+    pub(crate) async fn write_vectored<B: IoBuf>(&self, bufs: Vec<B>) -> BufResult<usize, Vec<B>> {
+        Op::new(ops::SendMsg::new(self.raw(), bufs, None)).await
+    }
+
+    pub(crate) async fn send_to<B: IoBuf>(&self, buf: B, addr: SockAddr) -> BufResult<usize, B> {
+        let (result, mut bufs) =
+            Op::new(ops::SendMsg::new(self.raw(), vec![buf], Some(addr))).await;
+        (result, bufs.pop().expect("sendmsg hands its buffer back"))
+    }
+
+    pub(crate) async fn recv_from<B: IoBufMut>(&self, buf: B) -> BufResult<(usize, SockAddr), B> {
+        let (result, mut bufs) = Op::new(ops::RecvMsg::new(self.raw(), vec![buf])).await;
+        (result, bufs.pop().expect("recvmsg hands its buffer back"))
+    }
+
+    pub(crate) async fn send_zc<B: IoBuf>(&self, buf: B) -> BufResult<usize, B> {
+        SendZcFuture {
+            op: MultiOp::new(ops::SendZc::new(self.raw(), buf)),
+            sent: None,
+        }
+        .await
+    }
+
+    pub(crate) async fn shutdown(&self, how: std::net::Shutdown) -> io::Result<()> {
+        let how = match how {
+            std::net::Shutdown::Read => libc::SHUT_RD,
+            std::net::Shutdown::Write => libc::SHUT_WR,
+            std::net::Shutdown::Both => libc::SHUT_RDWR,
+        };
+        Op::new(ops::Shutdown::new(self.raw(), how)).await
+    }
+
+    /// Cancels what the ring has on this socket, then closes it and reports the
+    /// kernel's answer.
+    pub(crate) async fn close(mut self) -> io::Result<()> {
+        let fd = self.fd.take().expect("a socket owns its fd until dropped");
+        let _ = Op::new(ops::CancelFd::new(fd.as_raw_fd())).await;
+        Op::new(ops::Close::new(fd)).await
+    }
+
+    pub(crate) fn recv_stream(&self) -> RecvStreamState {
+        RecvStreamState::new(self.raw())
+    }
+
+    pub(crate) fn incoming(&self) -> IncomingState {
+        IncomingState::new(self.raw())
+    }
+
+    pub(crate) fn set_opt<T: Copy>(&self, level: i32, name: i32, value: T) -> io::Result<()> {
+        sys::set_opt(self.raw(), level, name, value)
+    }
+
+    pub(crate) fn opt<T: Copy + Default>(&self, level: i32, name: i32) -> io::Result<T> {
+        sys::get_opt(self.raw(), level, name)
+    }
+
+    pub(crate) fn set_flag(&self, level: i32, name: i32, on: bool) -> io::Result<()> {
+        self.set_opt(level, name, libc::c_int::from(on))
+    }
+
+    pub(crate) fn flag(&self, level: i32, name: i32) -> io::Result<bool> {
+        self.opt::<libc::c_int>(level, name).map(|v| v != 0)
+    }
+
+    /// `SO_KEEPALIVE`, with the idle time before the first probe (`TCP_KEEPIDLE`,
+    /// whole seconds, at least 1) when on.
+    pub(crate) fn set_keepalive(&self, idle: Option<Duration>) -> io::Result<()> {
+        self.set_flag(libc::SOL_SOCKET, libc::SO_KEEPALIVE, idle.is_some())?;
+        if let Some(idle) = idle {
+            let secs = libc::c_int::try_from(idle.as_secs().max(1)).unwrap_or(libc::c_int::MAX);
+            self.set_opt(libc::IPPROTO_TCP, libc::TCP_KEEPIDLE, secs)?;
+        }
+        Ok(())
+    }
+
+    pub(crate) fn keepalive(&self) -> io::Result<Option<Duration>> {
+        if !self.flag(libc::SOL_SOCKET, libc::SO_KEEPALIVE)? {
+            return Ok(None);
+        }
+        let secs: libc::c_int = self.opt(libc::IPPROTO_TCP, libc::TCP_KEEPIDLE)?;
+        Ok(Some(Duration::from_secs(secs.max(0) as u64)))
+    }
+
+    /// `SO_ERROR`: the pending error, cleared by reading it.
+    pub(crate) fn take_error(&self) -> io::Result<Option<io::Error>> {
+        let errno: libc::c_int = self.opt(libc::SOL_SOCKET, libc::SO_ERROR)?;
+        Ok((errno != 0).then(|| io::Error::from_raw_os_error(errno)))
+    }
+}
+
+impl AsFd for Socket {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.owned().as_fd()
+    }
+}
+
+impl fmt::Debug for Socket {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.fd {
+            Some(fd) => write!(f, "{}", fd.as_raw_fd()),
+            None => f.write_str("closed"),
+        }
+    }
+}
+
+impl Drop for Socket {
+    fn drop(&mut self) {
+        let Some(fd) = self.fd.take() else { return };
+        // Outside a runtime no op can be queued on this fd (shutdown drained them all),
+        // so a plain close is safe; dropping the OwnedFd does it.
+        if let Some(driver) = driver::current() {
+            // Ops queued on the fd by futures that were dropped have had their own
+            // cancels queued; this catches any other (and costs one SQE). If the queue
+            // is wedged, the close op is dropped unqueued and its fd with it: nothing
+            // the kernel was given names it.
+            let _ = driver.submit_detached(ops::CancelFd::new(fd.as_raw_fd()));
+            let _ = driver.submit_detached(ops::Close::new(fd));
+        }
+    }
+}
+
+/// The future of a zero-copy send: the send's result comes first, the buffer only
+/// with the kernel's notification that it let go of it (rule 4).
+struct SendZcFuture<B: IoBuf> {
+    op: MultiOp<ops::SendZc<B>>,
+    sent: Option<io::Result<usize>>,
+}
+
+impl<B: IoBuf> Future for SendZcFuture<B> {
+    type Output = BufResult<usize, B>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = &mut *self;
+        loop {
+            match this.op.poll_next(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Some(ops::ZcEvent::Sent(result))) => this.sent = Some(result),
+                Poll::Ready(Some(ops::ZcEvent::Released)) => {}
+                Poll::Ready(None) => {
+                    let buf = this
+                        .op
+                        .data_mut()
+                        .and_then(ops::SendZc::take_buf)
+                        .expect("a finished zero-copy send hands its buffer back");
+                    let result = this.sent.take().unwrap_or_else(|| {
+                        Err(io::Error::other(
+                            "the zero-copy send ended without a result",
+                        ))
+                    });
+                    return Poll::Ready((result, buf));
+                }
+            }
+        }
+    }
+}
+
+/// The state behind a `recv_stream`: a multishot receive, re-armed when the kernel
+/// ends it early (`-ENOBUFS` when every provided buffer is taken, or for reasons of
+/// its own), ended by end of stream or an error.
+pub(crate) struct RecvStreamState {
+    fd: RawFd,
+    op: Option<MultiOp<ops::RecvMulti>>,
+    ended: bool,
+    /// The last end was `-ENOBUFS`: re-arm only once a buffer is back.
+    starved: bool,
+}
+
+impl RecvStreamState {
+    fn new(fd: RawFd) -> RecvStreamState {
+        RecvStreamState {
+            fd,
+            op: None,
+            ended: false,
+            starved: false,
+        }
+    }
+
+    pub(crate) fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<io::Result<RecvBuf>>> {
+        loop {
+            if self.ended {
+                return Poll::Ready(None);
+            }
+            let op = match &mut self.op {
+                Some(op) => op,
+                None => {
+                    let ring = match driver::current() {
+                        None => Err(driver::no_runtime()),
+                        Some(_) if !Probe::get().is_ok_and(Probe::multishot_recv) => {
+                            Err(io::Error::new(
+                                io::ErrorKind::Unsupported,
+                                "multishot receive needs Linux 6.0 or newer; use read instead",
+                            ))
+                        }
+                        Some(driver) => driver.recv_ring().cloned(),
+                    };
+                    match ring {
+                        Ok(ring) => self
+                            .op
+                            .insert(MultiOp::new(ops::RecvMulti::new(self.fd, ring))),
+                        Err(e) => {
+                            self.ended = true;
+                            return Poll::Ready(Some(Err(e)));
+                        }
+                    }
+                }
+            };
+            if op.is_done() {
+                if self.starved {
+                    let ring = op.data().ring();
+                    if ring.out() >= ring.count() {
+                        // Every buffer is held: wait for one to come back.
+                        ring.wait_for_buffer(cx.waker());
+                        return Poll::Pending;
+                    }
+                    self.starved = false;
+                }
+                op.rearm();
+            }
+            match op.poll_next(cx) {
+                Poll::Pending => return Poll::Pending,
+                // Ended; the next turn of the loop re-arms it.
+                Poll::Ready(None) => {}
+                Poll::Ready(Some(Ok(ops::Received::Data(buf)))) => {
+                    return Poll::Ready(Some(Ok(buf)))
+                }
+                Poll::Ready(Some(Ok(ops::Received::Eof))) => {
+                    self.ended = true;
+                    return Poll::Ready(None);
+                }
+                Poll::Ready(Some(Err(e))) if e.raw_os_error() == Some(libc::ENOBUFS) => {
+                    self.starved = true;
+                }
+                Poll::Ready(Some(Err(e))) => {
+                    if op.is_done() {
+                        self.ended = true;
+                    }
+                    return Poll::Ready(Some(Err(e)));
+                }
+            }
+        }
+    }
+}
+
+impl fmt::Debug for RecvStreamState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RecvStream")
+            .field("fd", &self.fd)
+            .field("ended", &self.ended)
+            .finish()
+    }
+}
+
+/// The state behind an `incoming` stream: a multishot accept where the kernel has a
+/// sound one, re-armed whenever the kernel ends it; one accept at a time otherwise.
+/// Errors (say `EMFILE`) are yielded and accepting goes on; it ends only when the
+/// listener's ops are cancelled.
+pub(crate) struct IncomingState {
+    fd: RawFd,
+    accept: Accepting,
+}
+
+enum Accepting {
+    Multi(MultiOp<ops::AcceptMulti>),
+    Single(Option<Op<ops::Accept>>),
+    Ended,
+}
+
+impl IncomingState {
+    fn new(fd: RawFd) -> IncomingState {
+        let accept = if Probe::get().is_ok_and(Probe::multishot_accept) {
+            Accepting::Multi(MultiOp::new(ops::AcceptMulti::new(fd)))
+        } else {
+            Accepting::Single(None)
+        };
+        IncomingState { fd, accept }
+    }
+
+    pub(crate) fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<io::Result<Socket>>> {
+        loop {
+            let result = match &mut self.accept {
+                Accepting::Ended => return Poll::Ready(None),
+                Accepting::Multi(op) => {
+                    if op.is_done() {
+                        op.rearm();
+                    }
+                    match op.poll_next(cx) {
+                        Poll::Pending => return Poll::Pending,
+                        Poll::Ready(None) => continue,
+                        Poll::Ready(Some(Err(e)))
+                            if op.is_done() && e.raw_os_error() == Some(libc::EINVAL) =>
+                        {
+                            // This kernel refuses multishot accept: one at a time.
+                            self.accept = Accepting::Single(None);
+                            continue;
+                        }
+                        Poll::Ready(Some(result)) => result,
+                    }
+                }
+                Accepting::Single(slot) => {
+                    let op = slot.get_or_insert_with(|| Op::new(ops::Accept::new(self.fd)));
+                    match Pin::new(op).poll(cx) {
+                        Poll::Pending => return Poll::Pending,
+                        Poll::Ready(result) => {
+                            *slot = None;
+                            result.map(|(fd, _addr)| fd)
+                        }
+                    }
+                }
+            };
+            return Poll::Ready(Some(match result {
+                Ok(fd) => Ok(Socket::from_fd(fd)),
+                Err(e) if e.raw_os_error() == Some(libc::ECANCELED) => {
+                    self.accept = Accepting::Ended;
+                    return Poll::Ready(None);
+                }
+                Err(e) => Err(e),
+            }));
+        }
+    }
+}
+
+impl fmt::Debug for IncomingState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mode = match self.accept {
+            Accepting::Multi(_) => "multishot",
+            Accepting::Single(_) => "single",
+            Accepting::Ended => "ended",
+        };
+        f.debug_struct("Incoming")
+            .field("fd", &self.fd)
+            .field("mode", &mode)
+            .finish()
+    }
+}

@@ -1,0 +1,111 @@
+//! UDP sockets.
+
+use std::io;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::os::fd::OwnedFd;
+
+use crate::buf::{BufResult, IoBuf, IoBufMut};
+use crate::sys::socket::SockAddr;
+
+use super::{domain_of, each_addr, resolve, socket_traits, Socket};
+
+/// A UDP socket: datagrams to and from any address, or to and from one peer after
+/// [`connect`](UdpSocket::connect).
+pub struct UdpSocket {
+    socket: Socket,
+}
+
+impl UdpSocket {
+    /// Binds to `addr` (the first address that works, if it names several).
+    pub fn bind(addr: impl ToSocketAddrs) -> io::Result<UdpSocket> {
+        each_addr(addr, |addr| {
+            let socket = Socket::new_sync(domain_of(&addr), libc::SOCK_DGRAM)?;
+            socket.bind(&SockAddr::from_inet(&addr))?;
+            Ok(UdpSocket { socket })
+        })
+    }
+
+    /// Takes over a standard UDP socket.
+    pub fn from_std(socket: std::net::UdpSocket) -> UdpSocket {
+        UdpSocket {
+            socket: Socket::from_fd(OwnedFd::from(socket)),
+        }
+    }
+
+    /// Sets the default peer: [`send`](Self::send) goes there and only its datagrams
+    /// are received.
+    pub async fn connect(&self, addr: impl ToSocketAddrs) -> io::Result<()> {
+        let mut last = None;
+        for addr in resolve(addr)? {
+            match self.socket.connect(SockAddr::from_inet(&addr)).await {
+                Ok(()) => return Ok(()),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.expect("resolve returns at least one address"))
+    }
+
+    /// Sends `buf`'s initialised bytes as one datagram to `addr`; returns how many
+    /// were sent.
+    pub async fn send_to<B: IoBuf>(&self, buf: B, addr: SocketAddr) -> BufResult<usize, B> {
+        self.socket.send_to(buf, SockAddr::from_inet(&addr)).await
+    }
+
+    /// Receives one datagram into `buf` (up to its capacity; the rest of a longer one
+    /// is dropped); returns its length and sender.
+    pub async fn recv_from<B: IoBufMut>(&self, buf: B) -> BufResult<(usize, SocketAddr), B> {
+        let (result, buf) = self.socket.recv_from(buf).await;
+        (result.and_then(|(n, addr)| Ok((n, addr.to_inet()?))), buf)
+    }
+
+    /// Sends `buf`'s initialised bytes as one datagram to the connected peer.
+    pub async fn send<B: IoBuf>(&self, buf: B) -> BufResult<usize, B> {
+        self.socket.write(buf).await
+    }
+
+    /// Receives one datagram from the connected peer into `buf`.
+    pub async fn recv<B: IoBufMut>(&self, buf: B) -> BufResult<usize, B> {
+        self.socket.read(buf).await
+    }
+
+    /// This socket's address.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.socket.local_addr()?.to_inet()
+    }
+
+    /// The connected peer's address.
+    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
+        self.socket.peer_addr()?.to_inet()
+    }
+
+    /// `SO_BROADCAST`: may send to broadcast addresses.
+    pub fn set_broadcast(&self, on: bool) -> io::Result<()> {
+        self.socket
+            .set_flag(libc::SOL_SOCKET, libc::SO_BROADCAST, on)
+    }
+
+    /// Whether `SO_BROADCAST` is set.
+    pub fn broadcast(&self) -> io::Result<bool> {
+        self.socket.flag(libc::SOL_SOCKET, libc::SO_BROADCAST)
+    }
+
+    /// Sets the IP time-to-live of sent datagrams.
+    pub fn set_ttl(&self, ttl: u32) -> io::Result<()> {
+        self.socket
+            .set_opt(libc::IPPROTO_IP, libc::IP_TTL, ttl as libc::c_int)
+    }
+
+    /// The IP time-to-live.
+    pub fn ttl(&self) -> io::Result<u32> {
+        self.socket
+            .opt::<libc::c_int>(libc::IPPROTO_IP, libc::IP_TTL)
+            .map(|v| v as u32)
+    }
+
+    /// The pending socket error (`SO_ERROR`), cleared by reading it.
+    pub fn take_error(&self) -> io::Result<Option<io::Error>> {
+        self.socket.take_error()
+    }
+}
+
+socket_traits!(UdpSocket);

@@ -1,0 +1,196 @@
+//! Unix domain sockets: streams and datagrams, by path or abstract name.
+
+use std::io;
+use std::os::fd::OwnedFd;
+use std::os::unix::net::SocketAddr;
+use std::path::Path;
+
+use crate::buf::{BufResult, IoBuf, IoBufMut};
+use crate::sys::socket::{self as sys, SockAddr};
+
+use super::{socket_traits, stream_io, Accepted, Incoming, RecvStream, Socket};
+
+/// Backlog of [`UnixListener::bind`].
+const BACKLOG: i32 = 1024;
+
+/// A Unix stream socket listening for connections.
+pub struct UnixListener {
+    socket: Socket,
+}
+
+impl UnixListener {
+    /// Binds to `path` (a leading NUL byte names an abstract socket) and listens. The
+    /// file is not removed when the listener is dropped.
+    pub fn bind(path: impl AsRef<Path>) -> io::Result<UnixListener> {
+        let addr = SockAddr::from_unix_path(path.as_ref())?;
+        let socket = Socket::new_sync(libc::AF_UNIX, libc::SOCK_STREAM)?;
+        socket.bind(&addr)?;
+        socket.listen(BACKLOG)?;
+        Ok(UnixListener { socket })
+    }
+
+    /// Takes over a listening standard socket.
+    pub fn from_std(listener: std::os::unix::net::UnixListener) -> UnixListener {
+        UnixListener {
+            socket: Socket::from_fd(OwnedFd::from(listener)),
+        }
+    }
+
+    /// Waits for a connection. If the future is dropped and a connection is accepted
+    /// anyway, it is closed.
+    pub async fn accept(&self) -> io::Result<(UnixStream, SocketAddr)> {
+        let (socket, addr) = self.socket.accept().await?;
+        Ok((UnixStream { socket }, addr.to_unix()?))
+    }
+
+    /// The connections as they come, as a `Stream` (multishot accept); see
+    /// [`Incoming`].
+    pub fn incoming(&self) -> Incoming<'_, UnixStream> {
+        Incoming::new(self.socket.incoming())
+    }
+
+    /// The address the listener is bound to.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.socket.local_addr()?.to_unix()
+    }
+}
+
+socket_traits!(UnixListener);
+
+/// A Unix stream connection.
+pub struct UnixStream {
+    socket: Socket,
+}
+
+impl Accepted for UnixStream {
+    fn from_socket(socket: Socket) -> UnixStream {
+        UnixStream { socket }
+    }
+}
+
+impl UnixStream {
+    /// Connects to the socket at `path`, through the ring. If the future is dropped
+    /// while connecting, the socket is closed once the kernel is done with it.
+    pub async fn connect(path: impl AsRef<Path>) -> io::Result<UnixStream> {
+        let addr = SockAddr::from_unix_path(path.as_ref())?;
+        let socket = Socket::connect_new(libc::AF_UNIX, libc::SOCK_STREAM, addr).await?;
+        Ok(UnixStream { socket })
+    }
+
+    /// A connected pair.
+    pub fn pair() -> io::Result<(UnixStream, UnixStream)> {
+        let (a, b) = sys::socketpair(libc::SOCK_STREAM)?;
+        Ok((
+            UnixStream {
+                socket: Socket::from_fd(a),
+            },
+            UnixStream {
+                socket: Socket::from_fd(b),
+            },
+        ))
+    }
+
+    /// Takes over a connected standard stream.
+    pub fn from_std(stream: std::os::unix::net::UnixStream) -> UnixStream {
+        UnixStream {
+            socket: Socket::from_fd(OwnedFd::from(stream)),
+        }
+    }
+
+    stream_io!();
+
+    /// The peer's address.
+    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
+        self.socket.peer_addr()?.to_unix()
+    }
+
+    /// This end's address.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.socket.local_addr()?.to_unix()
+    }
+}
+
+socket_traits!(UnixStream);
+
+/// A Unix datagram socket.
+pub struct UnixDatagram {
+    socket: Socket,
+}
+
+impl UnixDatagram {
+    /// Binds to `path` (a leading NUL byte names an abstract socket).
+    pub fn bind(path: impl AsRef<Path>) -> io::Result<UnixDatagram> {
+        let addr = SockAddr::from_unix_path(path.as_ref())?;
+        let socket = Socket::new_sync(libc::AF_UNIX, libc::SOCK_DGRAM)?;
+        socket.bind(&addr)?;
+        Ok(UnixDatagram { socket })
+    }
+
+    /// A socket bound to no address (it can send, and receive once connected).
+    pub fn unbound() -> io::Result<UnixDatagram> {
+        let socket = Socket::new_sync(libc::AF_UNIX, libc::SOCK_DGRAM)?;
+        Ok(UnixDatagram { socket })
+    }
+
+    /// A connected pair.
+    pub fn pair() -> io::Result<(UnixDatagram, UnixDatagram)> {
+        let (a, b) = sys::socketpair(libc::SOCK_DGRAM)?;
+        Ok((
+            UnixDatagram {
+                socket: Socket::from_fd(a),
+            },
+            UnixDatagram {
+                socket: Socket::from_fd(b),
+            },
+        ))
+    }
+
+    /// Takes over a standard datagram socket.
+    pub fn from_std(socket: std::os::unix::net::UnixDatagram) -> UnixDatagram {
+        UnixDatagram {
+            socket: Socket::from_fd(OwnedFd::from(socket)),
+        }
+    }
+
+    /// Sets the default peer for [`send`](Self::send) and [`recv`](Self::recv).
+    pub async fn connect(&self, path: impl AsRef<Path>) -> io::Result<()> {
+        let addr = SockAddr::from_unix_path(path.as_ref())?;
+        self.socket.connect(addr).await
+    }
+
+    /// Sends `buf`'s initialised bytes as one datagram to the socket at `path`.
+    pub async fn send_to<B: IoBuf>(&self, buf: B, path: impl AsRef<Path>) -> BufResult<usize, B> {
+        match SockAddr::from_unix_path(path.as_ref()) {
+            Ok(addr) => self.socket.send_to(buf, addr).await,
+            Err(e) => (Err(e), buf),
+        }
+    }
+
+    /// Receives one datagram into `buf`; returns its length and sender.
+    pub async fn recv_from<B: IoBufMut>(&self, buf: B) -> BufResult<(usize, SocketAddr), B> {
+        let (result, buf) = self.socket.recv_from(buf).await;
+        (result.and_then(|(n, addr)| Ok((n, addr.to_unix()?))), buf)
+    }
+
+    /// Sends one datagram to the connected peer.
+    pub async fn send<B: IoBuf>(&self, buf: B) -> BufResult<usize, B> {
+        self.socket.write(buf).await
+    }
+
+    /// Receives one datagram from the connected peer.
+    pub async fn recv<B: IoBufMut>(&self, buf: B) -> BufResult<usize, B> {
+        self.socket.read(buf).await
+    }
+
+    /// This socket's address.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.socket.local_addr()?.to_unix()
+    }
+
+    /// The connected peer's address.
+    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
+        self.socket.peer_addr()?.to_unix()
+    }
+}
+
+socket_traits!(UnixDatagram);
