@@ -1,91 +1,259 @@
-//! A tour of the runtime: tasks, timers, ring round trips, file I/O with owned
-//! buffers, every core answering through `spawn_on` and a channel, and the counters.
+//! A keep-alive HTTP/1.1 server on every core: each core binds the same port
+//! (`SO_REUSEPORT`), accepts its share of the connections with a multishot accept, and
+//! answers every request with `Hello, world!`. Ctrl-C stops it cleanly.
 //!
-//! `cargo run --release --example hello`
+//! `cargo run --release --example hello [-- --port 8080 --host 127.0.0.1]`, then
+//! `curl http://127.0.0.1:8080/` or `wrk http://127.0.0.1:8080/`.
+//!
+//! The request parsing is deliberately small: a request line and headers up to 8 KiB,
+//! pipelined requests answered in order in one write, `Content-Length` bodies skipped,
+//! `Connection: close` and HTTP/1.0 honoured. Anything it does not understand gets a
+//! `400` or `501` and the connection is closed.
 
-use std::time::{Duration, Instant};
+use std::cell::Cell;
+use std::future::poll_fn;
+use std::io;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::{Arc, Mutex};
 
-use runtime::fs::File;
-use runtime::time::{interval, sleep, timeout};
+use futures_core::Stream;
+use runtime::buf::IoBuf;
+use runtime::net::{TcpListener, TcpStream};
 
-#[runtime::main]
-async fn main() -> std::io::Result<()> {
-    // Tasks: futures need not be Send; they stay on this core.
-    let greeting = std::rc::Rc::new(String::from("hello from a task"));
-    let g = greeting.clone();
-    let task = runtime::spawn(async move { g.len() });
-    println!("{greeting}: {} bytes", task.await?);
+/// The answer to every request.
+const HELLO: &[u8] =
+    b"HTTP/1.1 200 OK\r\nContent-Length: 13\r\nContent-Type: text/plain\r\n\r\nHello, world!";
+const BAD_REQUEST: &[u8] =
+    b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+const TOO_LARGE: &[u8] = b"HTTP/1.1 431 Request Header Fields Too Large\r\n\
+    Content-Length: 0\r\nConnection: close\r\n\r\n";
+const NOT_IMPLEMENTED: &[u8] =
+    b"HTTP/1.1 501 Not Implemented\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
 
-    // Timers: the ring's wait is bounded by the nearest deadline.
-    let start = Instant::now();
-    let mut ticks = interval(Duration::from_millis(10));
-    for _ in 0..3 {
-        ticks.tick().await;
-    }
-    println!("three ticks of 10 ms took {:?}", start.elapsed());
-    let slow = timeout(Duration::from_millis(5), sleep(Duration::from_secs(60))).await;
-    println!("a 60 s sleep under a 5 ms timeout: {slow:?}");
+/// Largest request head (request line and headers) accepted.
+const MAX_HEAD: usize = 8 * 1024;
 
-    // Ring round trips: 100k nops, 64 tasks at a time.
-    let start = Instant::now();
-    let handles: Vec<_> = (0..64)
-        .map(|_| {
-            runtime::spawn(async {
-                for _ in 0..100_000 / 64 {
-                    runtime::nop().await?;
-                }
-                std::io::Result::Ok(())
-            })
-        })
-        .collect();
-    for h in handles {
-        h.await??;
-    }
-    let per_op = start.elapsed() / (100_000 / 64 * 64);
-    println!("nop round trip, 64 in flight: {per_op:?} per op");
-
-    // File I/O with owned buffers: the buffer comes back with the result.
-    let path = std::env::temp_dir().join(format!("runtime-hello-{}", std::process::id()));
-    let file = File::from_std(
-        std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&path)?,
-    );
-    let (written, _) = file.write_at(b"owned buffers".as_slice(), 0).await;
-    let (read, buf) = file.read_at(Vec::with_capacity(64), 0).await;
+fn main() -> io::Result<()> {
+    let (host, port) = parse_args()?;
+    let mut rt = runtime::Builder::new().build()?;
+    // Bound here so that port 0 picks one port for every core; core 0 takes it over.
+    let first = TcpListener::bind((host.as_str(), port))?;
+    let addr = first.local_addr()?;
+    let first = Arc::new(Mutex::new(Some(first)));
     println!(
-        "wrote {} bytes, read back {:?}",
-        written?,
-        String::from_utf8_lossy(&buf[..read?])
+        "listening on http://{addr}/ on {} cores; Ctrl-C stops",
+        rt.handle().core_count()
     );
-    file.close().await?;
-    std::fs::remove_file(&path)?;
 
-    // Every core: a job sent with spawn_on reports back over a channel.
-    let cores = runtime::core_count();
-    let (tx, mut rx) = runtime::channel::mpsc::unbounded();
-    for core in 0..cores {
-        let tx = tx.clone();
-        runtime::spawn_on(core, move || async move {
-            let _ = tx.send((
-                core,
-                runtime::core_id(),
-                std::thread::current().name().map(String::from),
-            ));
-        });
+    let served = rt.run_on_all(move |core| {
+        let listener = if core == 0 {
+            first
+                .lock()
+                .unwrap()
+                .take()
+                .ok_or_else(|| io::Error::other("core 0 runs once"))
+        } else {
+            TcpListener::bind(addr)
+        };
+        serve(listener)
+    });
+    let mut total = 0;
+    for (core, served) in served.into_iter().enumerate() {
+        let served = served?;
+        println!("core {core}: {served} requests");
+        total += served;
     }
-    drop(tx);
-    while let Some((asked, ran, thread)) = rx.recv().await {
-        println!("core {asked} of {cores}: ran on core {ran}, thread {thread:?}");
-    }
-
-    let stats = runtime::stats();
-    println!(
-        "core stats: {} ops completed with {} io_uring_enter calls; {} tasks spawned, {} polls, {} timers fired",
-        stats.ops_completed, stats.enters, stats.tasks_spawned, stats.tasks_polled, stats.timers_fired
-    );
+    println!("stopped after {total} requests");
     Ok(())
+}
+
+/// Serves on this core until Ctrl-C; returns how many requests it answered.
+async fn serve(listener: io::Result<TcpListener>) -> io::Result<u64> {
+    let listener = listener?;
+    // Made before the accept loop starts, so an early Ctrl-C is not missed.
+    let stop = runtime::signal::ctrl_c();
+    let served = Rc::new(Cell::new(0u64));
+    let count = served.clone();
+    let accepting = runtime::spawn(async move {
+        let mut incoming = listener.incoming();
+        while let Some(stream) = poll_fn(|cx| Pin::new(&mut incoming).poll_next(cx)).await {
+            match stream {
+                Ok(stream) => {
+                    let count = count.clone();
+                    runtime::spawn(async move {
+                        // A connection's error (a reset peer, say) ends only it.
+                        let _ = connection(stream, &count).await;
+                    });
+                }
+                // Out of fds, say: the listener goes on.
+                Err(e) => eprintln!("accept: {e}"),
+            }
+        }
+    });
+    stop.await?;
+    // Dropping the accept task cancels the accept; open connections end when the
+    // runtime shuts down.
+    accepting.abort();
+    Ok(served.get())
+}
+
+/// One keep-alive connection: reads requests, answers each, until the peer closes,
+/// asks to close, or sends something this server does not take.
+async fn connection(stream: TcpStream, served: &Cell<u64>) -> io::Result<()> {
+    stream.set_nodelay(true)?;
+    let mut inbuf: Vec<u8> = Vec::with_capacity(MAX_HEAD);
+    let mut out: Vec<u8> = Vec::with_capacity(4096);
+    // Body bytes of the last request still to skip.
+    let mut skip = 0usize;
+    loop {
+        // Answer every complete request in the buffer (pipelining), in one write.
+        let mut used = 0;
+        let mut close = false;
+        loop {
+            let rest = &inbuf[used..];
+            if skip > 0 {
+                let n = skip.min(rest.len());
+                skip -= n;
+                used += n;
+                if skip > 0 {
+                    break;
+                }
+                continue;
+            }
+            match parse(rest) {
+                Parsed::Partial if rest.len() >= MAX_HEAD => {
+                    out.extend_from_slice(TOO_LARGE);
+                    close = true;
+                    break;
+                }
+                Parsed::Partial => break,
+                Parsed::Request {
+                    len,
+                    body,
+                    keep_alive,
+                } => {
+                    out.extend_from_slice(HELLO);
+                    served.set(served.get() + 1);
+                    used += len;
+                    skip = body;
+                    if !keep_alive {
+                        close = true;
+                        break;
+                    }
+                }
+                Parsed::Reject(answer) => {
+                    out.extend_from_slice(answer);
+                    close = true;
+                    break;
+                }
+            }
+        }
+        inbuf.drain(..used);
+        if !out.is_empty() {
+            let (written, b) = stream.write_all(out).await;
+            written?;
+            out = b;
+            out.clear();
+        }
+        if close {
+            return Ok(());
+        }
+        // Read more after what is buffered (a partial request stays at the front).
+        let len = inbuf.len();
+        if inbuf.capacity() - len < 1024 {
+            inbuf.reserve(4096);
+        }
+        let (n, b) = stream.read(inbuf.slice(len..)).await;
+        inbuf = b.into_inner();
+        if n? == 0 {
+            return Ok(());
+        }
+    }
+}
+
+enum Parsed {
+    /// The head is not complete yet.
+    Partial,
+    /// A request whose head is `len` bytes, followed by a body of `body` bytes.
+    Request {
+        len: usize,
+        body: usize,
+        keep_alive: bool,
+    },
+    /// A request this server will not take: send this and close.
+    Reject(&'static [u8]),
+}
+
+/// Parses the request head at the start of `buf`.
+fn parse(buf: &[u8]) -> Parsed {
+    let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return Parsed::Partial;
+    };
+    let Ok(head) = std::str::from_utf8(&buf[..end]) else {
+        return Parsed::Reject(BAD_REQUEST);
+    };
+    let mut lines = head.split("\r\n");
+    let request_line = lines.next().unwrap_or("");
+    let mut parts = request_line.split(' ');
+    let (Some(_method), Some(_target), Some(version), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Parsed::Reject(BAD_REQUEST);
+    };
+    let mut keep_alive = match version {
+        "HTTP/1.1" => true,
+        "HTTP/1.0" => false,
+        _ => return Parsed::Reject(BAD_REQUEST),
+    };
+    let mut body = 0;
+    for line in lines {
+        let Some((name, value)) = line.split_once(':') else {
+            return Parsed::Reject(BAD_REQUEST);
+        };
+        let value = value.trim();
+        if name.eq_ignore_ascii_case("content-length") {
+            match value.parse() {
+                Ok(n) => body = n,
+                Err(_) => return Parsed::Reject(BAD_REQUEST),
+            }
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            return Parsed::Reject(NOT_IMPLEMENTED);
+        } else if name.eq_ignore_ascii_case("connection") {
+            if value.eq_ignore_ascii_case("close") {
+                keep_alive = false;
+            } else if value.eq_ignore_ascii_case("keep-alive") {
+                keep_alive = true;
+            }
+        }
+    }
+    Parsed::Request {
+        len: end + 4,
+        body,
+        keep_alive,
+    }
+}
+
+fn parse_args() -> io::Result<(String, u16)> {
+    let mut host = String::from("127.0.0.1");
+    let mut port = 8080;
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let value = args.next();
+        match (arg.as_str(), value) {
+            ("--port", Some(v)) => {
+                port = v.parse().map_err(|_| usage(&format!("bad port {v:?}")))?;
+            }
+            ("--host", Some(v)) => host = v,
+            _ => return Err(usage(&format!("unknown argument {arg:?}"))),
+        }
+    }
+    Ok((host, port))
+}
+
+fn usage(why: &str) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidInput,
+        format!("{why}; usage: hello [--port PORT] [--host ADDRESS]"),
+    )
 }
