@@ -25,6 +25,13 @@ impl Socket {
         Socket { fd: Some(fd) }
     }
 
+    /// Takes over a socket made elsewhere, clearing `O_NONBLOCK` (see
+    /// [`sys::set_blocking`]).
+    pub(crate) fn adopt(fd: OwnedFd) -> io::Result<Socket> {
+        sys::set_blocking(&fd)?;
+        Ok(Socket::from_fd(fd))
+    }
+
     /// A new socket: through `IORING_OP_SOCKET` where the kernel has it, else socket(2).
     pub(crate) async fn new(domain: i32, ty: i32) -> io::Result<Socket> {
         let fd = match Probe::get() {

@@ -39,11 +39,11 @@ impl TcpListener {
         })
     }
 
-    /// Takes over a listening standard socket.
-    pub fn from_std(listener: std::net::TcpListener) -> TcpListener {
-        TcpListener {
-            socket: Socket::from_fd(OwnedFd::from(listener)),
-        }
+    /// Takes over a listening standard socket (made blocking: the ring waits for it).
+    pub fn from_std(listener: std::net::TcpListener) -> io::Result<TcpListener> {
+        Ok(TcpListener {
+            socket: Socket::adopt(OwnedFd::from(listener))?,
+        })
     }
 
     /// Waits for a connection.
@@ -119,11 +119,11 @@ impl TcpStream {
         Err(last.expect("resolve returns at least one address"))
     }
 
-    /// Takes over a connected standard stream.
-    pub fn from_std(stream: std::net::TcpStream) -> TcpStream {
-        TcpStream {
-            socket: Socket::from_fd(OwnedFd::from(stream)),
-        }
+    /// Takes over a connected standard stream (made blocking: the ring waits for it).
+    pub fn from_std(stream: std::net::TcpStream) -> io::Result<TcpStream> {
+        Ok(TcpStream {
+            socket: Socket::adopt(OwnedFd::from(stream))?,
+        })
     }
 
     stream_io!();

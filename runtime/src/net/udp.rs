@@ -25,11 +25,11 @@ impl UdpSocket {
         })
     }
 
-    /// Takes over a standard UDP socket.
-    pub fn from_std(socket: std::net::UdpSocket) -> UdpSocket {
-        UdpSocket {
-            socket: Socket::from_fd(OwnedFd::from(socket)),
-        }
+    /// Takes over a standard UDP socket (made blocking: the ring waits for it).
+    pub fn from_std(socket: std::net::UdpSocket) -> io::Result<UdpSocket> {
+        Ok(UdpSocket {
+            socket: Socket::adopt(OwnedFd::from(socket))?,
+        })
     }
 
     /// Sets the default peer: [`send`](Self::send) goes there and only its datagrams

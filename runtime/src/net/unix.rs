@@ -29,11 +29,11 @@ impl UnixListener {
         Ok(UnixListener { socket })
     }
 
-    /// Takes over a listening standard socket.
-    pub fn from_std(listener: std::os::unix::net::UnixListener) -> UnixListener {
-        UnixListener {
-            socket: Socket::from_fd(OwnedFd::from(listener)),
-        }
+    /// Takes over a listening standard socket (made blocking: the ring waits for it).
+    pub fn from_std(listener: std::os::unix::net::UnixListener) -> io::Result<UnixListener> {
+        Ok(UnixListener {
+            socket: Socket::adopt(OwnedFd::from(listener))?,
+        })
     }
 
     /// Waits for a connection. If the future is dropped and a connection is accepted
@@ -90,11 +90,11 @@ impl UnixStream {
         ))
     }
 
-    /// Takes over a connected standard stream.
-    pub fn from_std(stream: std::os::unix::net::UnixStream) -> UnixStream {
-        UnixStream {
-            socket: Socket::from_fd(OwnedFd::from(stream)),
-        }
+    /// Takes over a connected standard stream (made blocking: the ring waits for it).
+    pub fn from_std(stream: std::os::unix::net::UnixStream) -> io::Result<UnixStream> {
+        Ok(UnixStream {
+            socket: Socket::adopt(OwnedFd::from(stream))?,
+        })
     }
 
     stream_io!();
@@ -145,11 +145,11 @@ impl UnixDatagram {
         ))
     }
 
-    /// Takes over a standard datagram socket.
-    pub fn from_std(socket: std::os::unix::net::UnixDatagram) -> UnixDatagram {
-        UnixDatagram {
-            socket: Socket::from_fd(OwnedFd::from(socket)),
-        }
+    /// Takes over a standard datagram socket (made blocking: the ring waits for it).
+    pub fn from_std(socket: std::os::unix::net::UnixDatagram) -> io::Result<UnixDatagram> {
+        Ok(UnixDatagram {
+            socket: Socket::adopt(OwnedFd::from(socket))?,
+        })
     }
 
     /// Sets the default peer for [`send`](Self::send) and [`recv`](Self::recv).

@@ -241,3 +241,16 @@ pub(crate) fn socketpair(ty: libc::c_int) -> io::Result<(OwnedFd, OwnedFd)> {
     // SAFETY: both fds were just returned by socketpair and are owned by nobody else.
     Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
 }
+
+/// Clears `O_NONBLOCK`: io_uring answers an op on a non-blocking fd that cannot
+/// proceed with `-EAGAIN` instead of waiting for it, so adopted sockets are made
+/// blocking (the ring never blocks a thread on them).
+pub(crate) fn set_blocking(fd: &OwnedFd) -> io::Result<()> {
+    let raw = fd.as_raw_fd();
+    // fcntl with F_GETFL/F_SETFL takes plain integers.
+    let flags = super::syscall!(fcntl(raw, libc::F_GETFL))?;
+    if flags & libc::O_NONBLOCK != 0 {
+        super::syscall!(fcntl(raw, libc::F_SETFL, flags & !libc::O_NONBLOCK))?;
+    }
+    Ok(())
+}
