@@ -37,10 +37,11 @@ const MAX_HEAD: usize = 8 * 1024;
 fn main() -> io::Result<()> {
     let (host, port) = parse_args()?;
     let mut rt = runtime::Builder::new().build()?;
-    // Bound here so that port 0 picks one port for every core; core 0 takes it over.
+    // Bound here so that port 0 picks one port for every core; core 0 takes it over
+    // (as a standard socket: runtime sockets stay on the thread that made them).
     let first = TcpListener::bind((host.as_str(), port))?;
     let addr = first.local_addr()?;
-    let first = Arc::new(Mutex::new(Some(first)));
+    let first = Arc::new(Mutex::new(Some(first.into_std())));
     println!(
         "listening on http://{addr}/ on {} cores; Ctrl-C stops",
         rt.handle().core_count()
@@ -53,6 +54,7 @@ fn main() -> io::Result<()> {
                 .unwrap()
                 .take()
                 .ok_or_else(|| io::Error::other("core 0 runs once"))
+                .and_then(TcpListener::from_std)
         } else {
             TcpListener::bind(addr)
         };

@@ -147,3 +147,145 @@ pub fn thread_cpus() -> Vec<usize> {
         .filter(|&cpu| unsafe { libc::CPU_ISSET(cpu, &set) })
         .collect()
 }
+
+/// How long a network test waits for anything before calling it a hang.
+pub const BOUND: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Awaits `future` for at most [`BOUND`]; a bug that would hang fails instead, naming
+/// what it waited for.
+pub async fn within<F: Future>(what: &str, future: F) -> F::Output {
+    match runtime::time::timeout(BOUND, future).await {
+        Ok(output) => output,
+        Err(_) => panic!("{what}: still waiting after {BOUND:?}"),
+    }
+}
+
+/// The next item of `stream` (`None` once it ended). The future is `Unpin`, so it can
+/// go through [`poll_once`].
+pub fn next<S: futures_core::Stream + Unpin>(
+    stream: &mut S,
+) -> impl Future<Output = Option<S::Item>> + Unpin + '_ {
+    std::future::poll_fn(move |cx| Pin::new(&mut *stream).poll_next(cx))
+}
+
+/// `len` bytes of a pseudo-random sequence (xorshift) picked by `seed`: a chunk that
+/// was lost, repeated, reordered or zeroed does not compare equal.
+pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+/// Turns the ring until this process has `expected` fds open (closes are queued
+/// through the ring, so they land a turn or two after a drop), for at most [`BOUND`].
+/// Returns the last count seen, for the caller to compare.
+///
+/// It turns the ring a few times before it first looks, so that what was queued
+/// (cancels of dropped ops, closes) has reached the kernel and been answered even when
+/// the count already matches.
+pub async fn settle_fds(expected: usize) -> usize {
+    let deadline = std::time::Instant::now() + BOUND;
+    let mut turns = 0;
+    loop {
+        if turns >= 4 {
+            let open = open_fds();
+            if open == expected || std::time::Instant::now() >= deadline {
+                return open;
+            }
+        }
+        runtime::nop().await.expect("a nop completes");
+        runtime::yield_now().await;
+        turns += 1;
+    }
+}
+
+/// Raises this process's soft fd limit to its hard limit if it is below `wanted`.
+/// `Err` says why `wanted` fds cannot be had.
+pub fn raise_fd_limit(wanted: u64) -> Result<(), String> {
+    // SAFETY: rlimit is plain old data; getrlimit fills the one we pass.
+    let mut limit: libc::rlimit = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return Err(format!("getrlimit: {}", std::io::Error::last_os_error()));
+    }
+    if limit.rlim_cur >= wanted {
+        return Ok(());
+    }
+    if limit.rlim_max < wanted {
+        return Err(format!(
+            "RLIMIT_NOFILE's hard limit is {}, below the {wanted} fds needed",
+            limit.rlim_max
+        ));
+    }
+    limit.rlim_cur = limit.rlim_max;
+    // SAFETY: setrlimit reads the rlimit we pass.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) } != 0 {
+        return Err(format!("setrlimit: {}", std::io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
+/// A fresh directory under the system's temporary directory, removed with everything
+/// in it when dropped (for Unix socket paths).
+#[derive(Debug)]
+pub struct TempDir(std::path::PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path = std::env::temp_dir().join(format!("rt-{}-{tag}-{n}", std::process::id()));
+        std::fs::create_dir_all(&path).expect("the temporary directory can be made");
+        TempDir(path)
+    }
+
+    /// `name` inside the directory.
+    pub fn join(&self, name: &str) -> std::path::PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Asserts two byte strings are equal; on failure says where they first differ rather
+/// than printing them whole.
+#[track_caller]
+pub fn assert_same_bytes(what: &str, got: &[u8], want: &[u8]) {
+    if got == want {
+        return;
+    }
+    let at = got.iter().zip(want).position(|(a, b)| a != b);
+    match at {
+        Some(at) => panic!(
+            "{what}: byte {at} differs ({:#04x}, expected {:#04x}); {} bytes, expected {}",
+            got[at],
+            want[at],
+            got.len(),
+            want.len()
+        ),
+        None => panic!(
+            "{what}: {} bytes, expected {} (the shorter is a prefix of the longer)",
+            got.len(),
+            want.len()
+        ),
+    }
+}
+
+/// Bytes waiting in a socket's receive queue (`FIONREAD`).
+pub fn bytes_readable(fd: std::os::fd::RawFd) -> usize {
+    let mut n: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one int into the one we pass.
+    let res = unsafe { libc::ioctl(fd, libc::FIONREAD, &mut n) };
+    assert_eq!(res, 0, "FIONREAD: {}", std::io::Error::last_os_error());
+    n as usize
+}

@@ -14,6 +14,9 @@ use crate::driver::{self, ops, Op};
 /// it, so an fd number is never reused while an op may still name it.
 pub struct File {
     fd: Option<OwnedFd>,
+    /// `!Send`, for the reason given on sockets: only this core's ring can queue the
+    /// close behind an op that names the fd and has not been submitted yet.
+    _core_bound: std::marker::PhantomData<*const ()>,
 }
 
 impl File {
@@ -21,6 +24,7 @@ impl File {
     pub fn from_std(file: impl Into<OwnedFd>) -> File {
         File {
             fd: Some(file.into()),
+            _core_bound: std::marker::PhantomData,
         }
     }
 
@@ -73,8 +77,10 @@ impl fmt::Debug for File {
 impl Drop for File {
     fn drop(&mut self) {
         let Some(fd) = self.fd.take() else { return };
-        // Outside a runtime no op can be queued on this fd (shutdown drained them all),
-        // so a plain close is safe; dropping the OwnedFd does it.
+        // Outside a running core no op can be queued on this fd: a File never leaves
+        // its thread, and a core submits everything it queued before `block_on`
+        // returns (and drains it all at shutdown). A plain close is safe then; dropping
+        // the OwnedFd does it.
         if let Some(driver) = driver::current() {
             // If the queue is wedged, the close op is dropped unqueued and its fd with
             // it: nothing the kernel was given names it.

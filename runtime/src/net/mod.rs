@@ -39,6 +39,16 @@
 //! # Ok::<(), std::io::Error>(())
 //! ```
 //!
+//! Sockets are `!Send`: each belongs to the core (thread) that made or adopted it,
+//! since only that core's ring can queue its close behind the operations it queued.
+//! To hand a connection to another core, turn it into a standard socket
+//! (`into_std`) and adopt it there (`from_std`).
+//!
+//! ```compile_fail
+//! fn send<T: Send>(_: T) {}
+//! send(runtime::net::TcpListener::bind("127.0.0.1:0").unwrap());
+//! ```
+//!
 //! Streams of connections ([`TcpListener::incoming`], multishot accept) and of
 //! received data ([`TcpStream::recv_stream`], multishot receive into the core's
 //! provided buffers) implement `futures_core::Stream`.

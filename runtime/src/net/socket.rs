@@ -3,6 +3,7 @@
 use std::fmt;
 use std::future::Future;
 use std::io;
+use std::marker::PhantomData;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -16,13 +17,22 @@ use crate::sys::socket::{self as sys, SockAddr};
 /// A socket fd. Dropping it cancels whatever the ring still has on the fd and then
 /// closes it through the ring, behind those ops (rule 5), so the fd number is not
 /// reused while an op may still name it.
+///
+/// It is `!Send`: an SQE naming the fd may sit in this core's submission queue until
+/// the next ring turn, and only this core's ring can queue the close behind it. A
+/// socket dropped on another thread would close the fd at once, and the queued op
+/// could then act on whatever file reuses the number.
 pub(crate) struct Socket {
     fd: Option<OwnedFd>,
+    _core_bound: PhantomData<*const ()>,
 }
 
 impl Socket {
     pub(crate) fn from_fd(fd: OwnedFd) -> Socket {
-        Socket { fd: Some(fd) }
+        Socket {
+            fd: Some(fd),
+            _core_bound: PhantomData,
+        }
     }
 
     /// Takes over a socket made elsewhere, clearing `O_NONBLOCK` (see
@@ -89,7 +99,7 @@ impl Socket {
         Op::new(ops::Connect::new(self.raw(), addr)).await.map(drop)
     }
 
-    fn into_fd(mut self) -> OwnedFd {
+    pub(crate) fn into_fd(mut self) -> OwnedFd {
         self.fd.take().expect("a socket owns its fd until dropped")
     }
 
@@ -270,8 +280,10 @@ impl fmt::Debug for Socket {
 impl Drop for Socket {
     fn drop(&mut self) {
         let Some(fd) = self.fd.take() else { return };
-        // Outside a runtime no op can be queued on this fd (shutdown drained them all),
-        // so a plain close is safe; dropping the OwnedFd does it.
+        // Outside a running core no op can be queued on this fd: a socket never leaves
+        // its thread, and a core submits everything it queued before `block_on`
+        // returns (and drains it all at shutdown). A plain close is safe then; dropping
+        // the OwnedFd does it.
         if let Some(driver) = driver::current() {
             // Ops queued on the fd by futures that were dropped have had their own
             // cancels queued; this catches any other (and costs one SQE). If the queue

@@ -46,6 +46,13 @@ impl TcpListener {
         })
     }
 
+    /// Gives the socket back as a standard listener (still with `SO_REUSEPORT`), to
+    /// move it to another thread or core, where [`from_std`](Self::from_std) takes it
+    /// over again. Runtime sockets stay on their thread (they are `!Send`).
+    pub fn into_std(self) -> std::net::TcpListener {
+        std::net::TcpListener::from(self.socket.into_fd())
+    }
+
     /// Waits for a connection.
     ///
     /// If the future is dropped and a connection is accepted anyway, it is closed.
@@ -124,6 +131,13 @@ impl TcpStream {
         Ok(TcpStream {
             socket: Socket::adopt(OwnedFd::from(stream))?,
         })
+    }
+
+    /// Gives the socket back as a standard stream, to move it to another thread or
+    /// core, where [`from_std`](Self::from_std) takes it over again. Runtime sockets
+    /// stay on their thread (they are `!Send`).
+    pub fn into_std(self) -> std::net::TcpStream {
+        std::net::TcpStream::from(self.socket.into_fd())
     }
 
     stream_io!();

@@ -142,6 +142,11 @@ impl SockAddr {
     pub(crate) fn to_unix(&self) -> io::Result<std::os::unix::net::SocketAddr> {
         use std::os::linux::net::SocketAddrExt;
         use std::os::unix::net::SocketAddr as UnixAddr;
+        // A sender without a name (unbound, or one end of a pair): recvmsg reports no
+        // address at all, not even the family.
+        if (self.len as usize) <= mem::size_of::<libc::sa_family_t>() {
+            return std::os::unix::net::UnixDatagram::unbound()?.local_addr();
+        }
         if self.family() != libc::AF_UNIX {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
@@ -159,8 +164,8 @@ impl SockAddr {
             .min(sun.sun_path.len());
         let path: Vec<u8> = sun.sun_path[..len].iter().map(|&c| c as u8).collect();
         match path.first() {
-            // Unnamed (an unbound or socketpair socket): std has no constructor for
-            // it, but an unbound socket's own address is one.
+            // Unnamed (std has no constructor for it, but an unbound socket's own
+            // address is one).
             None => std::os::unix::net::UnixDatagram::unbound()?.local_addr(),
             Some(0) => UnixAddr::from_abstract_name(&path[1..]),
             Some(_) => {
