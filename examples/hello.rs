@@ -88,8 +88,12 @@ async fn serve(listener: io::Result<TcpListener>) -> io::Result<u64> {
                         let _ = connection(stream, &count).await;
                     });
                 }
-                // Out of fds, say: the listener goes on.
-                Err(e) => eprintln!("accept: {e}"),
+                // Out of fds, say: the listener goes on after a pause, rather than
+                // spinning on an error that only closing connections can clear.
+                Err(e) => {
+                    eprintln!("accept: {e}");
+                    runtime::time::sleep(std::time::Duration::from_millis(10)).await;
+                }
             }
         }
     });

@@ -11,7 +11,13 @@ use crate::driver::{self, ops, Op};
 /// eventfd).
 ///
 /// Dropping it closes the fd through the ring, behind any operation already queued on
-/// it, so an fd number is never reused while an op may still name it.
+/// it, so an fd number is never reused while an op may still name it. For the same
+/// reason it stays on the thread that made it:
+///
+/// ```compile_fail
+/// fn send<T: Send>(_: T) {}
+/// send(runtime::fs::File::from_std(std::fs::File::open("/dev/null").unwrap()));
+/// ```
 pub struct File {
     fd: Option<OwnedFd>,
     /// `!Send`, for the reason given on sockets: only this core's ring can queue the
