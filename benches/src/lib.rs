@@ -13,6 +13,10 @@
 //! (`runtime` on two cores), `tokio_multi` (tokio's multi-threaded runtime),
 //! `tokio_pair` (two current-thread tokio runtimes) and `glommio_peer`
 //! (glommio).
+//!
+//! `net` holds the network benchmarks of `src/bin/netbench.rs`: echo and HTTP
+//! servers of every contender, each in a process of its own on one CPU,
+//! loaded from another, compared by the server CPU time they take.
 
 use std::io;
 
@@ -21,6 +25,7 @@ pub mod cross;
 pub mod glommio_peer;
 pub mod latency;
 pub mod measure;
+pub mod net;
 pub mod ours;
 pub mod ours_cross;
 pub mod raw;
