@@ -236,6 +236,32 @@ impl Socket {
         self.opt::<libc::c_int>(level, name).map(|v| v != 0)
     }
 
+    /// Where the hop limit of this socket's family lives: `IP_TTL` for IPv4,
+    /// `IPV6_UNICAST_HOPS` for IPv6.
+    fn ttl_option(&self) -> io::Result<(i32, i32)> {
+        Ok(match self.local_addr()?.family() {
+            libc::AF_INET6 => (libc::IPPROTO_IPV6, libc::IPV6_UNICAST_HOPS),
+            _ => (libc::IPPROTO_IP, libc::IP_TTL),
+        })
+    }
+
+    pub(crate) fn set_ttl(&self, ttl: u32) -> io::Result<()> {
+        let (level, name) = self.ttl_option()?;
+        let ttl = libc::c_int::try_from(ttl).map_err(|_| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("TTL {ttl} is out of range"),
+            )
+        })?;
+        self.set_opt(level, name, ttl)
+    }
+
+    pub(crate) fn ttl(&self) -> io::Result<u32> {
+        let (level, name) = self.ttl_option()?;
+        self.opt::<libc::c_int>(level, name)
+            .map(|v| v.max(0) as u32)
+    }
+
     /// `SO_KEEPALIVE`, with the idle time before the first probe (`TCP_KEEPIDLE`,
     /// whole seconds, at least 1) when on.
     pub(crate) fn set_keepalive(&self, idle: Option<Duration>) -> io::Result<()> {

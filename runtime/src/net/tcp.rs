@@ -74,15 +74,12 @@ impl TcpListener {
 
     /// Sets the IP time-to-live of accepted connections' packets.
     pub fn set_ttl(&self, ttl: u32) -> io::Result<()> {
-        self.socket
-            .set_opt(libc::IPPROTO_IP, libc::IP_TTL, ttl as libc::c_int)
+        self.socket.set_ttl(ttl)
     }
 
     /// The IP time-to-live.
     pub fn ttl(&self) -> io::Result<u32> {
-        self.socket
-            .opt::<libc::c_int>(libc::IPPROTO_IP, libc::IP_TTL)
-            .map(|v| v as u32)
+        self.socket.ttl()
     }
 }
 
@@ -166,15 +163,12 @@ impl TcpStream {
 
     /// Sets the IP time-to-live of this connection's packets.
     pub fn set_ttl(&self, ttl: u32) -> io::Result<()> {
-        self.socket
-            .set_opt(libc::IPPROTO_IP, libc::IP_TTL, ttl as libc::c_int)
+        self.socket.set_ttl(ttl)
     }
 
     /// The IP time-to-live.
     pub fn ttl(&self) -> io::Result<u32> {
-        self.socket
-            .opt::<libc::c_int>(libc::IPPROTO_IP, libc::IP_TTL)
-            .map(|v| v as u32)
+        self.socket.ttl()
     }
 
     /// Turns TCP keepalive on, probing after `idle` without traffic (whole seconds, at

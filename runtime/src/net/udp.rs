@@ -91,15 +91,12 @@ impl UdpSocket {
 
     /// Sets the IP time-to-live of sent datagrams.
     pub fn set_ttl(&self, ttl: u32) -> io::Result<()> {
-        self.socket
-            .set_opt(libc::IPPROTO_IP, libc::IP_TTL, ttl as libc::c_int)
+        self.socket.set_ttl(ttl)
     }
 
     /// The IP time-to-live.
     pub fn ttl(&self) -> io::Result<u32> {
-        self.socket
-            .opt::<libc::c_int>(libc::IPPROTO_IP, libc::IP_TTL)
-            .map(|v| v as u32)
+        self.socket.ttl()
     }
 
     /// The pending socket error (`SO_ERROR`), cleared by reading it.
