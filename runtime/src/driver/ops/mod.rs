@@ -29,3 +29,23 @@ pub(crate) use send_zc::{SendZc, ZcEvent};
 pub(crate) use shutdown::Shutdown;
 pub(crate) use socket::Socket;
 pub(crate) use write::Write;
+
+mod fallocate;
+mod fsync;
+mod ftruncate;
+mod link;
+mod mkdir;
+mod open;
+mod rename;
+mod statx;
+mod unlink;
+
+pub(crate) use fallocate::Fallocate;
+pub(crate) use fsync::Fsync;
+pub(crate) use ftruncate::Ftruncate;
+pub(crate) use link::{LinkAt, SymlinkAt};
+pub(crate) use mkdir::MkDirAt;
+pub(crate) use open::OpenAt;
+pub(crate) use rename::RenameAt;
+pub(crate) use statx::Statx;
+pub(crate) use unlink::UnlinkAt;

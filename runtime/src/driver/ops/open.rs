@@ -1,0 +1,40 @@
+use std::ffi::CString;
+use std::io;
+use std::os::fd::{FromRawFd, OwnedFd};
+
+use io_uring::{opcode, squeue::Entry, types};
+
+use crate::driver::Completable;
+
+/// `IORING_OP_OPENAT` relative to the working directory. The op owns the path (a
+/// `CString`, whose heap block stays put when the op moves). If the future is gone when
+/// the CQE comes, the opened file is closed (rule 2).
+#[derive(Debug)]
+pub(crate) struct OpenAt {
+    path: CString,
+    flags: i32,
+    mode: libc::mode_t,
+}
+
+impl OpenAt {
+    /// `flags` are passed as given: the caller adds `O_CLOEXEC`.
+    pub(crate) fn new(path: CString, flags: i32, mode: libc::mode_t) -> OpenAt {
+        OpenAt { path, flags, mode }
+    }
+}
+
+impl Completable for OpenAt {
+    type Output = io::Result<OwnedFd>;
+
+    fn prepare(&mut self) -> Entry {
+        opcode::OpenAt::new(types::Fd(libc::AT_FDCWD), self.path.as_ptr())
+            .flags(self.flags)
+            .mode(self.mode)
+            .build()
+    }
+
+    fn complete(self, result: io::Result<u32>, _flags: u32) -> io::Result<OwnedFd> {
+        // SAFETY: a successful openat returns a new fd that nobody else owns.
+        result.map(|fd| unsafe { OwnedFd::from_raw_fd(fd as i32) })
+    }
+}

@@ -1,0 +1,130 @@
+//! What `statx(2)` says about a file.
+
+use std::fmt;
+use std::io;
+use std::os::unix::fs::PermissionsExt;
+use std::time::{Duration, SystemTime};
+
+/// Information about a file, from `statx(2)` (through the ring with
+/// `IORING_OP_STATX` where the kernel has it).
+#[derive(Clone)]
+pub struct Metadata {
+    stat: libc::statx,
+}
+
+impl Metadata {
+    pub(crate) fn from_statx(stat: libc::statx) -> Metadata {
+        Metadata { stat }
+    }
+
+    fn kind(&self) -> u32 {
+        u32::from(self.stat.stx_mode) & libc::S_IFMT
+    }
+
+    /// Size in bytes.
+    pub fn len(&self) -> u64 {
+        self.stat.stx_size
+    }
+
+    /// Whether the size is 0.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether this is a regular file.
+    pub fn is_file(&self) -> bool {
+        self.kind() == libc::S_IFREG
+    }
+
+    /// Whether this is a directory.
+    pub fn is_dir(&self) -> bool {
+        self.kind() == libc::S_IFDIR
+    }
+
+    /// Whether this is a symbolic link (only ever true for metadata that did not
+    /// follow links, as [`symlink_metadata`](super::symlink_metadata) gives).
+    pub fn is_symlink(&self) -> bool {
+        self.kind() == libc::S_IFLNK
+    }
+
+    /// The full `st_mode`: file type and permission bits.
+    pub fn mode(&self) -> u32 {
+        u32::from(self.stat.stx_mode)
+    }
+
+    /// The permission bits, as the standard library represents them.
+    pub fn permissions(&self) -> std::fs::Permissions {
+        std::fs::Permissions::from_mode(self.mode() & 0o7777)
+    }
+
+    /// Inode number.
+    pub fn ino(&self) -> u64 {
+        self.stat.stx_ino
+    }
+
+    /// Number of hard links.
+    pub fn nlink(&self) -> u32 {
+        self.stat.stx_nlink
+    }
+
+    /// Owner's user id.
+    pub fn uid(&self) -> u32 {
+        self.stat.stx_uid
+    }
+
+    /// Owner's group id.
+    pub fn gid(&self) -> u32 {
+        self.stat.stx_gid
+    }
+
+    /// Preferred I/O block size.
+    pub fn blksize(&self) -> u32 {
+        self.stat.stx_blksize
+    }
+
+    /// Number of 512-byte blocks allocated.
+    pub fn blocks(&self) -> u64 {
+        self.stat.stx_blocks
+    }
+
+    /// Time of the last change of the content.
+    pub fn modified(&self) -> io::Result<SystemTime> {
+        Ok(time(self.stat.stx_mtime))
+    }
+
+    /// Time of the last access.
+    pub fn accessed(&self) -> io::Result<SystemTime> {
+        Ok(time(self.stat.stx_atime))
+    }
+
+    /// Time of creation; an `Unsupported` error where the filesystem does not record it.
+    pub fn created(&self) -> io::Result<SystemTime> {
+        if self.stat.stx_mask & libc::STATX_BTIME == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "this filesystem does not record creation times",
+            ));
+        }
+        Ok(time(self.stat.stx_btime))
+    }
+}
+
+fn time(t: libc::statx_timestamp) -> SystemTime {
+    let nanos = Duration::from_nanos(u64::from(t.tv_nsec));
+    if t.tv_sec >= 0 {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(t.tv_sec as u64) + nanos
+    } else {
+        SystemTime::UNIX_EPOCH - Duration::from_secs(t.tv_sec.unsigned_abs()) + nanos
+    }
+}
+
+impl fmt::Debug for Metadata {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Metadata")
+            .field("len", &self.len())
+            .field("mode", &format_args!("{:#o}", self.mode()))
+            .field("ino", &self.ino())
+            .field("nlink", &self.nlink())
+            .finish_non_exhaustive()
+    }
+}
