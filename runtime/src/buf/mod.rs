@@ -9,6 +9,8 @@
 //! and at the same address while the value lives, even when the value itself moves
 //! (a `Vec`'s heap block does not move when the `Vec` does; an inline array would).
 
+use std::future::Future;
+use std::io;
 use std::ops::{Bound, RangeBounds};
 
 pub(crate) mod ring;
@@ -16,6 +18,36 @@ mod slice;
 
 pub use ring::RecvBuf;
 pub use slice::Slice;
+
+/// Runs `op` on the rest of `buf` (bytes `done..total`, and `done`) until `total` bytes
+/// are done: the loop behind every `read_exact`/`write_all`. An op that does nothing
+/// ends it with `stalled(done, total)`; an interrupted op is retried; another error
+/// ends it. The buffer comes back in every case.
+pub(crate) async fn until_done<B, F, Fut>(
+    buf: B,
+    total: usize,
+    mut op: F,
+    stalled: impl FnOnce(usize, usize) -> io::Error,
+) -> BufResult<(), B>
+where
+    B: IoBuf,
+    F: FnMut(Slice<B>, usize) -> Fut,
+    Fut: Future<Output = BufResult<usize, Slice<B>>>,
+{
+    let mut done = 0;
+    let mut buf = buf;
+    while done < total {
+        let (result, slice) = op(buf.slice(done..total), done).await;
+        buf = slice.into_inner();
+        match result {
+            Ok(0) => return (Err(stalled(done, total)), buf),
+            Ok(n) => done += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return (Err(e), buf),
+        }
+    }
+    (Ok(()), buf)
+}
 
 /// The result of an owned-buffer operation: the outcome and the buffer, handed back
 /// whether the operation succeeded or not.

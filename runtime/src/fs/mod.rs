@@ -35,7 +35,7 @@ use std::path::Path;
 
 use io_uring::opcode;
 
-use crate::buf::{BufResult, IoBuf, IoBufMut};
+use crate::buf::{until_done, BufResult, IoBuf, IoBufMut};
 use crate::driver::{self, ops, Op};
 
 mod dir;
@@ -115,54 +115,28 @@ impl File {
     /// in the buffer handed back).
     pub async fn read_exact_at<B: IoBufMut>(&self, buf: B, pos: u64) -> BufResult<(), B> {
         let total = buf.bytes_total();
-        let mut done = 0;
-        let mut buf = buf;
-        while done < total {
-            let (result, slice) = self
-                .read_at(buf.slice(done..total), pos + done as u64)
-                .await;
-            buf = slice.into_inner();
-            match result {
-                Ok(0) => {
-                    let e = io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        format!("end of file after {done} of {total} bytes"),
-                    );
-                    return (Err(e), buf);
-                }
-                Ok(n) => done += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return (Err(e), buf),
-            }
-        }
-        (Ok(()), buf)
+        let stalled = |done, total| {
+            io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!("end of file after {done} of {total} bytes"),
+            )
+        };
+        let read = |rest, done: usize| self.read_at(rest, pos + done as u64);
+        until_done(buf, total, read, stalled).await
     }
 
     /// Writes all of `buf`'s initialised bytes at byte `pos` on, resubmitting after
     /// short writes; a write that takes nothing is `WriteZero`.
     pub async fn write_all_at<B: IoBuf>(&self, buf: B, pos: u64) -> BufResult<(), B> {
         let total = buf.bytes_init();
-        let mut done = 0;
-        let mut buf = buf;
-        while done < total {
-            let (result, slice) = self
-                .write_at(buf.slice(done..total), pos + done as u64)
-                .await;
-            buf = slice.into_inner();
-            match result {
-                Ok(0) => {
-                    let e = io::Error::new(
-                        io::ErrorKind::WriteZero,
-                        format!("the file took no more bytes after {done} of {total}"),
-                    );
-                    return (Err(e), buf);
-                }
-                Ok(n) => done += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return (Err(e), buf),
-            }
-        }
-        (Ok(()), buf)
+        let stalled = |done, total| {
+            io::Error::new(
+                io::ErrorKind::WriteZero,
+                format!("the file took no more bytes after {done} of {total}"),
+            )
+        };
+        let write = |rest, done: usize| self.write_at(rest, pos + done as u64);
+        until_done(buf, total, write, stalled).await
     }
 
     /// Flushes the file's data and metadata to the device (`IORING_OP_FSYNC`).

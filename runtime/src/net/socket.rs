@@ -9,7 +9,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use crate::buf::{BufResult, IoBuf, IoBufMut, RecvBuf};
+use crate::buf::{until_done, BufResult, IoBuf, IoBufMut, RecvBuf};
 use crate::driver::{self, ops, MultiOp, Op};
 use crate::sys::probe::Probe;
 use crate::sys::socket::{self as sys, SockAddr};
@@ -119,49 +119,25 @@ impl Socket {
     /// Sends all of `buf`'s initialised bytes, resubmitting after short sends.
     pub(crate) async fn write_all<B: IoBuf>(&self, buf: B) -> BufResult<(), B> {
         let total = buf.bytes_init();
-        let mut sent = 0;
-        let mut buf = buf;
-        while sent < total {
-            let (result, slice) = self.write(buf.slice(sent..total)).await;
-            buf = slice.into_inner();
-            match result {
-                Ok(0) => {
-                    let e = io::Error::new(
-                        io::ErrorKind::WriteZero,
-                        format!("the socket took no more bytes after {sent} of {total}"),
-                    );
-                    return (Err(e), buf);
-                }
-                Ok(n) => sent += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return (Err(e), buf),
-            }
-        }
-        (Ok(()), buf)
+        let stalled = |sent, total| {
+            io::Error::new(
+                io::ErrorKind::WriteZero,
+                format!("the socket took no more bytes after {sent} of {total}"),
+            )
+        };
+        until_done(buf, total, |rest, _| self.write(rest), stalled).await
     }
 
     /// Fills all of `buf` (`bytes_total` bytes); end of stream first is `UnexpectedEof`.
     pub(crate) async fn read_exact<B: IoBufMut>(&self, buf: B) -> BufResult<(), B> {
         let total = buf.bytes_total();
-        let mut filled = 0;
-        let mut buf = buf;
-        while filled < total {
-            let (result, slice) = self.read(buf.slice(filled..total)).await;
-            buf = slice.into_inner();
-            match result {
-                Ok(0) => {
-                    let e = io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        format!("the stream ended after {filled} of {total} bytes"),
-                    );
-                    return (Err(e), buf);
-                }
-                Ok(n) => filled += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return (Err(e), buf),
-            }
-        }
-        (Ok(()), buf)
+        let stalled = |filled, total| {
+            io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!("the stream ended after {filled} of {total} bytes"),
+            )
+        };
+        until_done(buf, total, |rest, _| self.read(rest), stalled).await
     }
 
     pub(crate) async fn read_vectored<B: IoBufMut>(

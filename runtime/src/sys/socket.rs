@@ -142,8 +142,9 @@ impl SockAddr {
     pub(crate) fn to_unix(&self) -> io::Result<std::os::unix::net::SocketAddr> {
         use std::os::linux::net::SocketAddrExt;
         use std::os::unix::net::SocketAddr as UnixAddr;
-        // A sender without a name (unbound, or one end of a pair): recvmsg reports no
-        // address at all, not even the family.
+        // A peer without a name (unbound, or one end of a pair): accept reports only
+        // the family, recvmsg nothing at all. std has no constructor for an unnamed
+        // address, but an unbound socket's own address is one.
         if (self.len as usize) <= mem::size_of::<libc::sa_family_t>() {
             return std::os::unix::net::UnixDatagram::unbound()?.local_addr();
         }
@@ -163,15 +164,12 @@ impl SockAddr {
             .saturating_sub(base)
             .min(sun.sun_path.len());
         let path: Vec<u8> = sun.sun_path[..len].iter().map(|&c| c as u8).collect();
-        match path.first() {
-            // Unnamed (std has no constructor for it, but an unbound socket's own
-            // address is one).
-            None => std::os::unix::net::UnixDatagram::unbound()?.local_addr(),
-            Some(0) => UnixAddr::from_abstract_name(&path[1..]),
-            Some(_) => {
-                let end = path.iter().position(|&b| b == 0).unwrap_or(path.len());
-                UnixAddr::from_pathname(std::ffi::OsStr::from_bytes(&path[..end]))
-            }
+        // The length checked above leaves at least one byte of path.
+        if path.first() == Some(&0) {
+            UnixAddr::from_abstract_name(&path[1..])
+        } else {
+            let end = path.iter().position(|&b| b == 0).unwrap_or(path.len());
+            UnixAddr::from_pathname(std::ffi::OsStr::from_bytes(&path[..end]))
         }
     }
 }
