@@ -2,12 +2,10 @@
 //! reads in flight at once each get their own bytes, errors carry the kind std gives,
 //! and the path operations (rename, links, directories) do what their names say.
 
-use std::alloc::Layout;
 use std::io::ErrorKind;
 use std::rc::Rc;
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use runtime::buf::{IoBuf, IoBufMut};
 use runtime::fs::{self, File, OpenOptions};
 use tests::{assert_same_bytes, open_fds, pattern, poll_once, rt, settle_fds, within, TempDir};
 
@@ -175,6 +173,25 @@ fn opening_fails_the_way_std_does() {
         fs::create_dir(&sub).await.unwrap();
         let e = OpenOptions::new().write(true).open(&sub).await.unwrap_err();
         assert_eq!(e.raw_os_error(), Some(libc::EISDIR), "{e}");
+
+        // Root passes permission checks on ordinary files; sysctl files are the
+        // exception (a read-only one refuses writers, root included).
+        // SAFETY: geteuid takes nothing and cannot fail.
+        let denied = if unsafe { libc::geteuid() } == 0 {
+            std::path::PathBuf::from("/proc/sys/kernel/osrelease")
+        } else {
+            let locked = dir.join("locked");
+            std::fs::write(&locked, "x").unwrap();
+            std::fs::set_permissions(&locked, std::os::unix::fs::PermissionsExt::from_mode(0o444))
+                .unwrap();
+            locked
+        };
+        let e = OpenOptions::new()
+            .write(true)
+            .open(&denied)
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::PermissionDenied, "{e}");
 
         let e = File::open("a\0b").await.unwrap_err();
         assert_eq!(e.kind(), ErrorKind::InvalidInput);
@@ -345,61 +362,6 @@ fn the_path_functions_round_trip() {
     }));
 }
 
-/// A buffer aligned to 4096 bytes, as `O_DIRECT` asks.
-struct AlignedBuf {
-    ptr: *mut u8,
-    len: usize,
-    cap: usize,
-}
-
-impl AlignedBuf {
-    fn layout(cap: usize) -> Layout {
-        Layout::from_size_align(cap, 4096).unwrap()
-    }
-
-    fn new(cap: usize) -> AlignedBuf {
-        // SAFETY: the layout has a non-zero size (the tests ask for whole pages).
-        let ptr = unsafe { std::alloc::alloc_zeroed(AlignedBuf::layout(cap)) };
-        assert!(!ptr.is_null(), "allocation failed");
-        AlignedBuf { ptr, len: 0, cap }
-    }
-
-    fn bytes(&self) -> &[u8] {
-        // SAFETY: the first `len` of the `cap` allocated (zeroed) bytes are in use.
-        unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
-    }
-}
-
-impl Drop for AlignedBuf {
-    fn drop(&mut self) {
-        // SAFETY: allocated in `new` with this same layout.
-        unsafe { std::alloc::dealloc(self.ptr, AlignedBuf::layout(self.cap)) };
-    }
-}
-
-// SAFETY: the heap block does not move when the struct does; `len <= cap`.
-unsafe impl IoBuf for AlignedBuf {
-    fn stable_ptr(&self) -> *const u8 {
-        self.ptr
-    }
-    fn bytes_init(&self) -> usize {
-        self.len
-    }
-    fn bytes_total(&self) -> usize {
-        self.cap
-    }
-}
-
-// SAFETY: as for IoBuf; the block is writable to `cap` (and all of it is initialised).
-unsafe impl IoBufMut for AlignedBuf {
-    fn stable_mut_ptr(&mut self) -> *mut u8 {
-        self.ptr
-    }
-    unsafe fn set_init(&mut self, pos: usize) {
-        self.len = self.len.max(pos);
-    }
-}
-
 #[test]
 fn an_o_direct_file_round_trips_an_aligned_buffer() {
     let _fds = fds_shared();
@@ -424,16 +386,55 @@ fn an_o_direct_file_round_trips_an_aligned_buffer() {
             Err(e) => panic!("open with O_DIRECT: {e}"),
         };
         let data = pattern(LEN, 9);
-        let mut out = AlignedBuf::new(LEN);
-        // SAFETY: `out` has LEN writable bytes; `data` has LEN bytes.
-        unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), out.stable_mut_ptr(), LEN) };
-        // SAFETY: the copy initialised all LEN bytes.
-        unsafe { out.set_init(LEN) };
+        let mut out = file.aligned_buf(LEN).await.unwrap();
+        out.extend_from_slice(&data);
         let (r, _) = file.write_all_at(out, 4096).await;
         r.unwrap();
-        let (r, back) = file.read_exact_at(AlignedBuf::new(LEN), 4096).await;
+        let (r, back) = file
+            .read_exact_at(file.aligned_buf(LEN).await.unwrap(), 4096)
+            .await;
         r.unwrap();
-        assert_same_bytes("direct read", back.bytes(), &data);
+        assert_same_bytes("direct read", &back, &data);
+        // The data went to the device, not only to a cache: std reads it back too.
+        let on_disk = std::fs::read(&path).unwrap();
+        assert_same_bytes("read by std", &on_disk[4096..], &data);
         file.close().await.unwrap();
+    }));
+}
+
+#[test]
+fn vectored_reads_and_writes_at_an_offset_fill_buffers_in_order() {
+    let _fds = fds_shared();
+    let dir = TempDir::new("fs-vectored");
+    let path = dir.join("data");
+    rt().block_on(within("the vectored I/O", async {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
+            .await
+            .unwrap();
+        let data = pattern(10_000, 4);
+        let parts = vec![
+            data[..3000].to_vec(),
+            data[3000..3001].to_vec(),
+            data[3001..].to_vec(),
+        ];
+        let (r, parts) = file.write_vectored_at(parts, 500).await;
+        assert_eq!(r.unwrap(), 10_000);
+        assert_eq!(parts.len(), 3, "the buffers come back");
+        let bufs = vec![Vec::with_capacity(4000), Vec::with_capacity(8000)];
+        let (r, bufs) = file.read_vectored_at(bufs, 500).await;
+        assert_eq!(
+            r.unwrap(),
+            10_000,
+            "a short read only at the end of the file"
+        );
+        assert_eq!(bufs[0].len(), 4000, "the first buffer is filled first");
+        assert_same_bytes("first", &bufs[0], &data[..4000]);
+        assert_same_bytes("second", &bufs[1], &data[4000..]);
+        assert_same_bytes("std", &std::fs::read(&path).unwrap()[500..], &data);
     }));
 }

@@ -13,11 +13,23 @@ use std::future::Future;
 use std::io;
 use std::ops::{Bound, RangeBounds};
 
+mod aligned;
+pub(crate) mod fixed;
 pub(crate) mod ring;
 mod slice;
 
+pub use aligned::AlignedBuf;
+pub use fixed::{FixedBuf, FixedBufPool, GetFixedBuf};
 pub use ring::RecvBuf;
 pub use slice::Slice;
+
+mod sealed {
+    /// Keeps [`IoBuf::fixed_index`](super::IoBuf::fixed_index) to this crate: only
+    /// its own buffers are registered with a ring.
+    #[derive(Debug)]
+    pub struct Sealed(pub(crate) ());
+}
+pub(crate) use sealed::Sealed;
 
 /// Runs `op` on the rest of `buf` (bytes `done..total`, and `done`) until `total` bytes
 /// are done: the loop behind every `read_exact`/`write_all`. An op that does nothing
@@ -69,6 +81,14 @@ pub unsafe trait IoBuf: Unpin + 'static {
 
     /// Capacity in bytes (how much a read may fill).
     fn bytes_total(&self) -> usize;
+
+    /// The buffer's index in the registered-buffer table of the ring of the core
+    /// running now, if it is a registered buffer of that ring; ops then use
+    /// `READ_FIXED`/`WRITE_FIXED`. Only this crate's [`FixedBuf`] answers.
+    #[doc(hidden)]
+    fn fixed_index(&self, _: Sealed) -> Option<u16> {
+        None
+    }
 
     /// A view of `range` of this buffer, which owns the buffer until
     /// [`Slice::into_inner`].

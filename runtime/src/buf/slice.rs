@@ -1,4 +1,4 @@
-use super::{IoBuf, IoBufMut};
+use super::{IoBuf, IoBufMut, Sealed};
 
 /// A range of an owned buffer, for reading into or writing from part of it.
 ///
@@ -48,6 +48,10 @@ unsafe impl<B: IoBuf> IoBuf for Slice<B> {
     }
     fn bytes_total(&self) -> usize {
         self.end - self.begin
+    }
+    fn fixed_index(&self, token: Sealed) -> Option<u16> {
+        // A fixed op may name any range inside the registered buffer.
+        self.buf.fixed_index(token)
     }
 }
 

@@ -6,7 +6,7 @@
 //! while the core runs ([`Driver::enter`]); see `op.rs` for the slot lifecycle that
 //! keeps their memory safe.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
@@ -19,14 +19,17 @@ use io_uring::squeue::{self, Entry};
 use io_uring::{opcode, types, IoUring};
 use slab::Slab;
 
+use crate::buf::fixed::Pool;
 use crate::buf::ring::{self, BufRing};
 use crate::stats::Counters;
 use crate::sys::probe::Probe;
 use crate::sys::uring::{RingFd, ENTER_GETEVENTS, ENTER_SQ_WAKEUP};
 
+mod files;
 mod op;
 pub(crate) mod ops;
 
+pub(crate) use files::FileTable;
 pub(crate) use op::{has_more, Completable, MultiOp, Multishot, Op};
 use op::{Abandoned, Cqe, Lifecycle, OpSlot, Stream, Token};
 
@@ -48,6 +51,14 @@ const SHUTDOWN_RECANCEL: Duration = Duration::from_millis(100);
 
 thread_local! {
     static CURRENT: RefCell<Option<Rc<Driver>>> = const { RefCell::new(None) };
+    /// The id of the current driver (0: none), for the checks made on every op.
+    static CURRENT_ID: Cell<u64> = const { Cell::new(0) };
+}
+
+/// The id of the driver of the core running on this thread (0: none). Ids are never
+/// reused, so a registered buffer or file can tell whether this is its ring.
+pub(crate) fn current_id() -> u64 {
+    CURRENT_ID.with(Cell::get)
 }
 
 /// The driver of the core running on this thread, if any.
@@ -72,20 +83,41 @@ pub(crate) struct Config {
     pub(crate) msg_ring: bool,
     /// Provided buffers for multishot receives: count and size (count 0: none).
     pub(crate) recv_buffers: (u16, u32),
+    /// Registered buffers: count and size (count 0: none).
+    pub(crate) fixed_buffers: (u16, usize),
+    /// Slots in the registered-file table (0: none).
+    pub(crate) fixed_files: u32,
 }
 
 /// The per-core ring and everything that must stay alive while the kernel may use it.
 pub(crate) struct Driver {
+    /// Unique over the process's life (see [`current_id`]).
+    id: u64,
     inner: RefCell<Inner>,
     /// The provided-buffer ring, or why there is none.
-    recv_ring: Result<Rc<BufRing>, RecvRingMissing>,
+    recv_ring: Result<Rc<BufRing>, Missing>,
+    /// The registered-buffer pool, or why there is none.
+    fixed_pool: Result<Rc<Pool>, Missing>,
+    /// The registered-file table, or why there is none.
+    files: Result<Rc<FileTable>, Missing>,
 }
 
-/// Why a core has no provided-buffer ring.
+/// Why a core lacks one of its optional resources.
 #[derive(Debug, Clone)]
-enum RecvRingMissing {
-    Disabled,
+enum Missing {
+    /// The builder asked for none; the message says how to ask.
+    Disabled(&'static str),
+    /// Setting it up failed; the message says why.
     Failed(String),
+}
+
+impl Missing {
+    fn error(&self) -> io::Error {
+        match self {
+            Missing::Disabled(how) => io::Error::new(io::ErrorKind::Unsupported, *how),
+            Missing::Failed(why) => io::Error::new(io::ErrorKind::Unsupported, why.clone()),
+        }
+    }
 }
 
 struct Inner {
@@ -126,6 +158,8 @@ impl Driver {
         probe: &Probe,
         counters: Arc<Counters>,
     ) -> io::Result<Driver> {
+        static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        let id = NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let entries = config.entries;
         let sqpoll_ms = config
             .sqpoll_idle
@@ -138,7 +172,10 @@ impl Driver {
         let ring_fd = RingFd::register(ring.as_raw_fd());
         let msg_skip = ring.params().is_feature_skip_cqe_on_success();
         let recv_ring = match config.recv_buffers {
-            (0, _) => Err(RecvRingMissing::Disabled),
+            (0, _) => Err(Missing::Disabled(
+                "this core has no receive buffers: multishot receive needs \
+                 Builder::recv_buffers(count, size) with a count above 0",
+            )),
             (count, size) => {
                 let buf_ring = Rc::new(BufRing::new(count, size)?);
                 // SAFETY: rule 1: the descriptor block is page-aligned, `entries` long,
@@ -154,15 +191,34 @@ impl Driver {
                 };
                 match registered {
                     Ok(()) => Ok(buf_ring),
-                    Err(e) => Err(RecvRingMissing::Failed(format!(
+                    Err(e) => Err(Missing::Failed(format!(
                         "registering {count} receive buffers of {size} bytes failed: {e} \
                          (provided-buffer rings need Linux 5.19)"
                     ))),
                 }
             }
         };
+        let fixed_pool = match config.fixed_buffers {
+            (0, _) => Err(Missing::Disabled(
+                "this core has no registered buffers: ask for them with \
+                 Builder::fixed_buffers(count, size)",
+            )),
+            (count, size) => register_pool(&ring, count, size, id)?,
+        };
+        let files = match config.fixed_files {
+            0 => Err(Missing::Disabled(
+                "this core has no registered-file table: ask for one with \
+                 Builder::fixed_files(count)",
+            )),
+            count => FileTable::register(&ring.submitter(), count, probe)
+                .map(Rc::new)
+                .map_err(Missing::Failed),
+        };
         Ok(Driver {
+            id,
             recv_ring,
+            fixed_pool,
+            files,
             inner: RefCell::new(Inner {
                 ring,
                 ring_fd,
@@ -188,20 +244,40 @@ impl Driver {
 
     /// The core's provided-buffer ring, or an error that says why there is none.
     pub(crate) fn recv_ring(&self) -> io::Result<&Rc<BufRing>> {
-        self.recv_ring.as_ref().map_err(|missing| match missing {
-            RecvRingMissing::Disabled => io::Error::new(
-                io::ErrorKind::Unsupported,
-                "this core has no receive buffers: multishot receive needs \
-                 Builder::recv_buffers(count, size) with a count above 0",
-            ),
-            RecvRingMissing::Failed(why) => io::Error::new(io::ErrorKind::Unsupported, why.clone()),
-        })
+        self.recv_ring.as_ref().map_err(Missing::error)
+    }
+
+    /// The core's registered-buffer pool, or an error that says why there is none.
+    pub(crate) fn fixed_pool(&self) -> io::Result<&Rc<Pool>> {
+        self.fixed_pool.as_ref().map_err(Missing::error)
+    }
+
+    /// The core's registered-file table, or an error that says why there is none.
+    pub(crate) fn files(&self) -> io::Result<&Rc<FileTable>> {
+        self.files.as_ref().map_err(Missing::error)
+    }
+
+    /// Puts `fd` in slot `index` of the registered-file table at once, outside the
+    /// submission queue (only for a slot no queued op names).
+    pub(crate) fn update_file(&self, index: u32, fd: RawFd) -> io::Result<()> {
+        self.inner
+            .borrow()
+            .ring
+            .submitter()
+            .register_files_update(index, &[fd])
+            .map(drop)
+    }
+
+    /// This driver's id (see [`current_id`]).
+    pub(crate) fn id(&self) -> u64 {
+        self.id
     }
 
     /// Makes this driver the current one on this thread until the guard is dropped.
     pub(crate) fn enter(self: &Rc<Self>) -> EnterGuard {
         let prev = CURRENT.with(|c| c.borrow_mut().replace(self.clone()));
-        EnterGuard { prev }
+        let prev_id = CURRENT_ID.with(|c| c.replace(self.id));
+        EnterGuard { prev, prev_id }
     }
 
     /// Has the ring read `fd`, so that a write to it ends a park.
@@ -515,6 +591,11 @@ impl Drop for Driver {
     fn drop(&mut self) {
         // Normally the runtime has shut down already; this keeps rule 6 if it has not.
         self.shutdown();
+        if self.fixed_pool.is_ok() {
+            // No op is in flight: the kernel lets go of the pages here, and FixedBufs
+            // still held keep the memory alive as plain memory.
+            let _ = self.inner.borrow().ring.submitter().unregister_buffers();
+        }
         if self.recv_ring.is_ok() {
             // No op is in flight any more; RecvBufs still held keep the memory alive,
             // and the kernel forgets it here (or when the ring fd closes).
@@ -528,6 +609,48 @@ impl Drop for Driver {
     }
 }
 
+/// Maps and registers one core's pool of `count` buffers of `size` bytes. A failed
+/// registration is not an error of the runtime's start: the core runs without a pool,
+/// and the reason (with the locked-memory figures when that was it) is kept for
+/// [`FixedBufPool::current`](crate::buf::FixedBufPool::current) to report.
+fn register_pool(
+    ring: &IoUring,
+    count: u16,
+    size: usize,
+    id: u64,
+) -> io::Result<Result<Rc<Pool>, Missing>> {
+    let pool = Rc::new(Pool::new(count, size, id)?);
+    let iovecs = pool.iovecs();
+    // SAFETY: rule 1: every iovec is a buffer inside the pool's mapping, which lives as
+    // long as the Rc the driver keeps (and any FixedBuf's), and the driver unregisters
+    // the buffers (or closes the ring) before dropping it.
+    let registered = unsafe { ring.submitter().register_buffers(&iovecs) };
+    Ok(match registered {
+        Ok(()) => Ok(pool),
+        Err(e) if e.raw_os_error() == Some(libc::ENOMEM) => {
+            let limit = crate::sys::memlock_limit().map_or_else(
+                || "unlimited".to_owned(),
+                |l| format!("{l} bytes ({} KiB)", l / 1024),
+            );
+            let needed = pool.locked_bytes();
+            Err(Missing::Failed(format!(
+                "registering {count} fixed buffers of {size} bytes needs {needed} bytes \
+                 ({} KiB) of locked memory on this core, and RLIMIT_MEMLOCK is {limit}; \
+                 the kernel counts the locked memory of every core (and every other \
+                 program of this user) against that one limit. Raise it (ulimit -l, \
+                 LimitMEMLOCK= for a systemd service, --ulimit memlock= for docker) or \
+                 ask Builder::fixed_buffers for less. The runtime runs without \
+                 registered buffers.",
+                needed / 1024
+            )))
+        }
+        Err(e) => Err(Missing::Failed(format!(
+            "registering {count} fixed buffers of {size} bytes failed: {e}; the runtime \
+             runs without registered buffers"
+        ))),
+    })
+}
+
 impl std::fmt::Debug for Driver {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Driver").finish_non_exhaustive()
@@ -537,10 +660,12 @@ impl std::fmt::Debug for Driver {
 /// Restores the previous current driver when dropped.
 pub(crate) struct EnterGuard {
     prev: Option<Rc<Driver>>,
+    prev_id: u64,
 }
 
 impl Drop for EnterGuard {
     fn drop(&mut self) {
+        CURRENT_ID.with(|c| c.set(self.prev_id));
         let prev = self.prev.take();
         let mine = CURRENT.with(|c| std::mem::replace(&mut *c.borrow_mut(), prev));
         drop(mine);

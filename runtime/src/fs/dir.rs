@@ -33,7 +33,7 @@ pub(crate) async fn statx(dirfd: RawFd, path: CString, flags: i32) -> io::Result
         dirfd,
         path.as_ptr(),
         flags,
-        libc::STATX_BASIC_STATS | libc::STATX_BTIME,
+        super::metadata::STATX_MASK,
         &mut stat
     ))?;
     Ok(Metadata::from_statx(stat))

@@ -12,9 +12,48 @@ pub struct Metadata {
     stat: libc::statx,
 }
 
+/// The `statx` fields every metadata call asks for.
+pub(crate) const STATX_MASK: u32 =
+    libc::STATX_BASIC_STATS | libc::STATX_BTIME | libc::STATX_DIOALIGN;
+
+/// What `O_DIRECT` asks of I/O on a file: the buffer's address a multiple of `memory`,
+/// the file offset and the length multiples of `offset`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DioAlignment {
+    /// Alignment of the buffer's address in memory, in bytes.
+    pub memory: usize,
+    /// Alignment of the file offset and of the length, in bytes.
+    pub offset: usize,
+}
+
 impl Metadata {
     pub(crate) fn from_statx(stat: libc::statx) -> Metadata {
         Metadata { stat }
+    }
+
+    /// The alignment `O_DIRECT` I/O on this file needs, as the kernel reports it
+    /// (`STATX_DIOALIGN`, Linux 6.1+). `None` where the kernel or the filesystem does
+    /// not say, or the file does not support `O_DIRECT` at all.
+    pub fn dio_alignment(&self) -> Option<DioAlignment> {
+        let known = self.stat.stx_mask & libc::STATX_DIOALIGN != 0;
+        (known && self.stat.stx_dio_mem_align != 0).then_some(DioAlignment {
+            memory: self.stat.stx_dio_mem_align as usize,
+            offset: self.stat.stx_dio_offset_align as usize,
+        })
+    }
+
+    /// [`dio_alignment`](Metadata::dio_alignment), or where the kernel does not say,
+    /// the file's preferred I/O size ([`blksize`](Metadata::blksize), 4096 on common
+    /// filesystems) for both: a multiple of every block size in use, so safe if
+    /// stricter than needed.
+    pub(crate) fn dio_alignment_or_guess(&self) -> DioAlignment {
+        self.dio_alignment().unwrap_or_else(|| {
+            let block = (self.blksize() as usize).max(512).next_power_of_two();
+            DioAlignment {
+                memory: block,
+                offset: block,
+            }
+        })
     }
 
     fn kind(&self) -> u32 {

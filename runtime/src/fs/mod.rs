@@ -32,11 +32,13 @@ use std::fmt;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::path::Path;
+use std::rc::{Rc, Weak};
 
 use io_uring::opcode;
 
-use crate::buf::{until_done, BufResult, IoBuf, IoBufMut};
-use crate::driver::{self, ops, Op};
+use crate::buf::{until_done, AlignedBuf, BufResult, IoBuf, IoBufMut};
+use crate::driver::ops::FileRef;
+use crate::driver::{self, ops, Driver, Op};
 
 mod dir;
 mod metadata;
@@ -46,7 +48,8 @@ pub use dir::{
     create_dir, create_dir_all, hard_link, metadata, read, remove_dir, remove_file, rename,
     symlink, symlink_metadata, write,
 };
-pub use metadata::Metadata;
+pub(crate) use metadata::STATX_MASK;
+pub use metadata::{DioAlignment, Metadata};
 pub use open_options::OpenOptions;
 
 /// An open file (or any fd that supports `read`/`write` at an offset: a pipe, an
@@ -62,16 +65,40 @@ pub use open_options::OpenOptions;
 /// ```
 pub struct File {
     fd: Option<OwnedFd>,
+    /// What `O_DIRECT` asks of this file's I/O; `None` when it was not opened with it.
+    direct: Option<DioAlignment>,
+    /// The slot of a ring's registered-file table the file is in, if any.
+    fixed: Option<FixedSlot>,
     /// `!Send`, for the reason given on sockets: only this core's ring can queue the
     /// close behind an op that names the fd and has not been submitted yet.
     _core_bound: std::marker::PhantomData<*const ()>,
 }
 
+/// A file's place in a registered-file table.
+struct FixedSlot {
+    slot: u32,
+    /// The id of the driver whose table it is: ops use the slot only on that ring.
+    ring: u64,
+    driver: Weak<Driver>,
+}
+
 impl File {
     /// Takes ownership of an open standard file (or any owned fd).
+    ///
+    /// An fd opened with `O_DIRECT` gets its alignment checks (see
+    /// [`OpenOptions::direct`]); asking the kernel for the alignment is a blocking
+    /// `statx(2)` then.
     pub fn from_std(file: impl Into<OwnedFd>) -> File {
+        let fd = file.into();
+        let direct = direct_alignment_sync(fd.as_raw_fd());
+        File::new(fd, direct)
+    }
+
+    pub(crate) fn new(fd: OwnedFd, direct: Option<DioAlignment>) -> File {
         File {
-            fd: Some(file.into()),
+            fd: Some(fd),
+            direct,
+            fixed: None,
             _core_bound: std::marker::PhantomData,
         }
     }
@@ -96,18 +123,98 @@ impl File {
         self.fd.as_ref().map_or(-1, |fd| fd.as_raw_fd())
     }
 
+    /// What ops name: the registered slot on the ring that has it, else the fd.
+    fn target(&self) -> FileRef {
+        match &self.fixed {
+            Some(fixed) if fixed.ring == driver::current_id() => FileRef::Fixed(fixed.slot),
+            _ => FileRef::Fd(self.raw()),
+        }
+    }
+
+    /// For a file opened with `O_DIRECT`: an error that explains the rule when a
+    /// transfer of `len` bytes at `pos` from memory at `addr` breaks it. The kernel's
+    /// own answer would be a bare `EINVAL`.
+    fn check_direct(&self, addr: *const u8, len: usize, pos: u64) -> io::Result<()> {
+        let Some(align) = self.direct else {
+            return Ok(());
+        };
+        let (mem, off) = (align.memory, align.offset);
+        let broken = if pos % off as u64 != 0 {
+            format!("the file offset {pos} is not a multiple of {off}")
+        } else if len % off != 0 {
+            format!("the length {len} is not a multiple of {off}")
+        } else if addr as usize % mem != 0 {
+            format!("the buffer's address {addr:p} is not a multiple of {mem}")
+        } else {
+            return Ok(());
+        };
+        Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "misaligned O_DIRECT transfer: {broken}. A file opened with O_DIRECT \
+                 reads and writes whole blocks of its device: the file offset and the \
+                 length must be multiples of {off} bytes and the buffer must start at a \
+                 multiple of {mem} bytes in memory. File::aligned_buf makes a buffer \
+                 that fits; FixedBufs of a multiple of {off} bytes fit too."
+            ),
+        ))
+    }
+
     /// Reads into `buf` from byte `pos` of the file; fills at most `buf.bytes_total()`
     /// bytes and returns how many. `Ok(0)` means end of file.
     ///
+    /// A [`FixedBuf`](crate::buf::FixedBuf) is read into with `IORING_OP_READ_FIXED`.
+    /// On a file opened with [`OpenOptions::direct`], a misaligned offset, length or
+    /// buffer is an `InvalidInput` error that says which and what the rule is.
+    ///
     /// For fds without a position (pipes, sockets), `pos` is ignored.
     pub async fn read_at<B: IoBufMut>(&self, buf: B, pos: u64) -> BufResult<usize, B> {
-        Op::new(ops::Read::new(self.raw(), buf, pos)).await
+        if let Err(e) = self.check_direct(buf.stable_ptr(), buf.bytes_total(), pos) {
+            return (Err(e), buf);
+        }
+        Op::new(ops::Read::new(self.target(), buf, pos)).await
     }
 
     /// Writes the initialised bytes of `buf` at byte `pos`; returns how many were
     /// written, which may be fewer than asked.
+    ///
+    /// A [`FixedBuf`](crate::buf::FixedBuf) is written with `IORING_OP_WRITE_FIXED`;
+    /// `O_DIRECT` alignment is checked as for [`read_at`](File::read_at).
     pub async fn write_at<B: IoBuf>(&self, buf: B, pos: u64) -> BufResult<usize, B> {
-        Op::new(ops::Write::new(self.raw(), buf, pos)).await
+        if let Err(e) = self.check_direct(buf.stable_ptr(), buf.bytes_init(), pos) {
+            return (Err(e), buf);
+        }
+        Op::new(ops::Write::new(self.target(), buf, pos)).await
+    }
+
+    /// Reads into several buffers in order, from byte `pos` on (`IORING_OP_READV`):
+    /// each is filled to its `bytes_total` before the next. Returns the total read.
+    pub async fn read_vectored_at<B: IoBufMut>(
+        &self,
+        bufs: Vec<B>,
+        pos: u64,
+    ) -> BufResult<usize, Vec<B>> {
+        for buf in &bufs {
+            if let Err(e) = self.check_direct(buf.stable_ptr(), buf.bytes_total(), pos) {
+                return (Err(e), bufs);
+            }
+        }
+        Op::new(ops::Readv::new(self.target(), bufs, pos)).await
+    }
+
+    /// Writes the initialised bytes of several buffers in order at byte `pos` on
+    /// (`IORING_OP_WRITEV`). Returns the total written, which may be fewer than asked.
+    pub async fn write_vectored_at<B: IoBuf>(
+        &self,
+        bufs: Vec<B>,
+        pos: u64,
+    ) -> BufResult<usize, Vec<B>> {
+        for buf in &bufs {
+            if let Err(e) = self.check_direct(buf.stable_ptr(), buf.bytes_init(), pos) {
+                return (Err(e), bufs);
+            }
+        }
+        Op::new(ops::Writev::new(self.target(), bufs, pos)).await
     }
 
     /// Fills all of `buf` (`bytes_total` bytes) from byte `pos` on, resubmitting after
@@ -121,7 +228,14 @@ impl File {
                 format!("end of file after {done} of {total} bytes"),
             )
         };
-        let read = |rest, done: usize| self.read_at(rest, pos + done as u64);
+        let read = |rest, done: usize| async move {
+            // With O_DIRECT only the end of the file makes a read stop off a block
+            // boundary; reading on from there would be a misaligned transfer.
+            if self.direct.is_some_and(|a| done % a.offset != 0) {
+                return (Ok(0), rest);
+            }
+            self.read_at(rest, pos + done as u64).await
+        };
         until_done(buf, total, read, stalled).await
     }
 
@@ -141,13 +255,13 @@ impl File {
 
     /// Flushes the file's data and metadata to the device (`IORING_OP_FSYNC`).
     pub async fn sync_all(&self) -> io::Result<()> {
-        Op::new(ops::Fsync::new(self.raw(), false)).await
+        Op::new(ops::Fsync::new(self.target(), false)).await
     }
 
     /// Flushes the file's data, and only the metadata needed to read it back, to the
     /// device (`IORING_OP_FSYNC` with `IORING_FSYNC_DATASYNC`, like `fdatasync(2)`).
     pub async fn sync_data(&self) -> io::Result<()> {
-        Op::new(ops::Fsync::new(self.raw(), true)).await
+        Op::new(ops::Fsync::new(self.target(), true)).await
     }
 
     /// Allocates disk space for `len` bytes at `offset` (`IORING_OP_FALLOCATE`, mode
@@ -180,11 +294,143 @@ impl File {
         dir::statx(self.raw(), CString::default(), libc::AT_EMPTY_PATH).await
     }
 
+    /// What `O_DIRECT` asks of I/O on this file: for a file opened with it, what was
+    /// found at open; otherwise what `statx` says now (or the guess described on
+    /// [`OpenOptions::direct`]).
+    pub async fn dio_alignment(&self) -> io::Result<DioAlignment> {
+        match self.direct {
+            Some(align) => Ok(align),
+            None => Ok(self.metadata().await?.dio_alignment_or_guess()),
+        }
+    }
+
+    /// An empty buffer for `O_DIRECT` I/O on this file: its memory aligned as the
+    /// file's device asks and its capacity `len` rounded up to a whole number of
+    /// blocks (see [`dio_alignment`](File::dio_alignment)).
+    ///
+    /// ```
+    /// # runtime::Builder::new().cores(1).pin(false).build().unwrap().block_on(async {
+    /// use runtime::fs::OpenOptions;
+    ///
+    /// let path = std::env::temp_dir().join(format!("rt-doc-direct-{}", std::process::id()));
+    /// let file = OpenOptions::new().read(true).write(true).create(true).direct(true)
+    ///     .open(&path).await.unwrap();
+    /// let mut buf = file.aligned_buf(100).await.unwrap(); // a block or more
+    /// buf.set_len(buf.capacity());
+    /// buf.fill(7);
+    /// let (result, buf) = file.write_all_at(buf, 0).await;
+    /// result.unwrap();
+    ///
+    /// // A 100-byte read is not a whole block: refused, and the error says why.
+    /// let (result, _) = file.read_at(Vec::with_capacity(100), 0).await;
+    /// assert_eq!(result.unwrap_err().kind(), std::io::ErrorKind::InvalidInput);
+    ///
+    /// let (result, back) = file.read_at(file.aligned_buf(buf.len()).await.unwrap(), 0).await;
+    /// assert_eq!(result.unwrap(), buf.len());
+    /// assert!(back.iter().all(|&b| b == 7));
+    /// # runtime::fs::remove_file(&path).await.unwrap();
+    /// # });
+    /// ```
+    pub async fn aligned_buf(&self, len: usize) -> io::Result<AlignedBuf> {
+        let align = self.dio_alignment().await?;
+        let capacity = len.div_ceil(align.offset).max(1) * align.offset;
+        AlignedBuf::with_capacity(capacity, align.memory)
+    }
+
+    /// Puts the file in this core's registered-file table, so the kernel finds it
+    /// without looking up the fd on each op (the table's size is
+    /// [`Builder::fixed_files`](crate::Builder::fixed_files)). Ops on this core's ring
+    /// then name the slot; the fd stays open for everything else. The slot is emptied
+    /// through the ring, behind the ops queued before, when the file is dropped or
+    /// closed.
+    ///
+    /// Fails if the table is full or missing (the error says why), or when the file
+    /// is already in another core's table.
+    pub fn register(&mut self) -> io::Result<()> {
+        let driver = driver::current().ok_or_else(driver::no_runtime)?;
+        if let Some(fixed) = &self.fixed {
+            if fixed.ring == driver.id() {
+                return Ok(());
+            }
+            return Err(io::Error::other(
+                "the file is registered with another runtime's ring",
+            ));
+        }
+        let table = driver.files()?;
+        let slot = table.take().ok_or_else(|| {
+            io::Error::other(
+                "every slot of this core's registered-file table is in use: \
+                 Builder::fixed_files sets its size",
+            )
+        })?;
+        // The slot is free only once its last FILES_UPDATE has completed, so no op
+        // queued on this ring names it: setting it at once, outside the queue, is safe.
+        if let Err(e) = driver.update_file(slot, self.raw()) {
+            table.put_back(slot);
+            return Err(e);
+        }
+        self.fixed = Some(FixedSlot {
+            slot,
+            ring: driver.id(),
+            driver: Rc::downgrade(&driver),
+        });
+        Ok(())
+    }
+
+    /// Whether the file is in a registered-file table ([`register`](File::register)).
+    pub fn is_registered(&self) -> bool {
+        self.fixed.is_some()
+    }
+
+    /// Empties the file's registered slot, if any, through its ring: queued behind every
+    /// op already queued there, so they still find the file.
+    fn release_slot(&mut self) {
+        let Some(fixed) = self.fixed.take() else {
+            return;
+        };
+        // A ring that is gone took its table with it.
+        let Some(driver) = fixed.driver.upgrade() else {
+            return;
+        };
+        if let Ok(table) = driver.files() {
+            // If the queue is wedged (shutting down), the ring's table goes soon anyway.
+            let _ = driver.submit_detached(ops::FilesUpdate::clear(table.clone(), fixed.slot));
+        }
+    }
+
     /// Closes the file through the ring and reports the kernel's answer.
     pub async fn close(mut self) -> io::Result<()> {
+        self.release_slot();
         let fd = self.fd.take().expect("a File owns its fd until closed");
         Op::new(ops::Close::new(fd)).await
     }
+}
+
+/// The `O_DIRECT` alignment of `fd` if it was opened with `O_DIRECT`, from a blocking
+/// `statx(2)`.
+fn direct_alignment_sync(fd: RawFd) -> Option<DioAlignment> {
+    // fcntl(F_GETFL) takes plain integers.
+    let flags = crate::sys::syscall!(fcntl(fd, libc::F_GETFL)).ok()?;
+    if flags & libc::O_DIRECT == 0 {
+        return None;
+    }
+    // SAFETY: statx is plain old data; all zeroes is a valid value.
+    let mut stat: libc::statx = unsafe { std::mem::zeroed() };
+    // The empty path is a NUL-terminated literal and `stat` a live statx.
+    let answer = crate::sys::syscall!(statx(
+        fd,
+        c"".as_ptr(),
+        libc::AT_EMPTY_PATH,
+        STATX_MASK,
+        &mut stat
+    ));
+    Some(match answer {
+        Ok(_) => Metadata::from_statx(stat).dio_alignment_or_guess(),
+        Err(_) => DioAlignment {
+            memory: 4096,
+            offset: 4096,
+        },
+    })
 }
 
 impl AsFd for File {
@@ -204,12 +450,17 @@ impl AsRawFd for File {
 
 impl fmt::Debug for File {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("File").field("fd", &self.raw()).finish()
+        f.debug_struct("File")
+            .field("fd", &self.raw())
+            .field("direct", &self.direct)
+            .field("slot", &self.fixed.as_ref().map(|f| f.slot))
+            .finish()
     }
 }
 
 impl Drop for File {
     fn drop(&mut self) {
+        self.release_slot();
         let Some(fd) = self.fd.take() else { return };
         // Outside a running core no op can be queued on this fd: a File never leaves
         // its thread, and a core submits everything it queued before `block_on`

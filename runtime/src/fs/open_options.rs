@@ -3,6 +3,7 @@
 
 use std::ffi::CString;
 use std::io;
+use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
@@ -113,7 +114,14 @@ impl OpenOptions {
 
     /// Bypass the page cache (`O_DIRECT`). Reads and writes must then use buffers,
     /// offsets and lengths aligned as the filesystem asks (often 512 or 4096 bytes);
-    /// some filesystems (tmpfs) refuse the flag with `EINVAL`.
+    /// some filesystems refuse the flag with `EINVAL`.
+    ///
+    /// The file learns its alignment at open from `statx` (`STATX_DIOALIGN`, Linux
+    /// 6.1+; before that, or where the filesystem does not say, the file's preferred
+    /// I/O size, usually 4096, is assumed for both). Each read and write then checks
+    /// it and answers a misaligned offset, length or buffer with an `InvalidInput`
+    /// error that says which and what the rule is, instead of the kernel's bare
+    /// `EINVAL`. [`File::aligned_buf`] makes a buffer that fits.
     pub fn direct(&mut self, direct: bool) -> &mut OpenOptions {
         self.direct = direct;
         self
@@ -128,7 +136,13 @@ impl OpenOptions {
         let flags = self.flags()?;
         let path = cstring(path.as_ref())?;
         let fd = Op::new(ops::OpenAt::new(path, flags, self.mode)).await?;
-        Ok(File::from_std(fd))
+        let direct = if self.direct || self.custom_flags & libc::O_DIRECT != 0 {
+            let stat = super::dir::statx(fd.as_raw_fd(), CString::default(), libc::AT_EMPTY_PATH);
+            Some(stat.await?.dio_alignment_or_guess())
+        } else {
+            None
+        };
+        Ok(File::new(fd, direct))
     }
 
     fn flags(&self) -> io::Result<i32> {

@@ -42,6 +42,8 @@ pub struct Builder {
     msg_ring: bool,
     spin: Option<Duration>,
     recv_buffers: (u16, u32),
+    fixed_buffers: (u16, usize),
+    fixed_files: u32,
 }
 
 impl Default for Builder {
@@ -53,7 +55,8 @@ impl Default for Builder {
 impl Builder {
     /// The default set-up: a core on every CPU this thread may run on, each pinned to
     /// its CPU, 1024 SQ entries (2048 CQ) per ring, no SQPOLL, `MSG_RING` wake-ups,
-    /// 256 receive buffers of 4 KiB per core.
+    /// 256 receive buffers of 4 KiB per core, no registered buffers, a registered-file
+    /// table of 256 slots per core.
     pub fn new() -> Builder {
         Builder {
             cores: None,
@@ -63,6 +66,8 @@ impl Builder {
             msg_ring: true,
             spin: None,
             recv_buffers: (256, 4096),
+            fixed_buffers: (0, 0),
+            fixed_files: 256,
         }
     }
 
@@ -131,6 +136,28 @@ impl Builder {
         self
     }
 
+    /// The registered buffers each core keeps ([`FixedBufPool`](crate::buf::FixedBufPool)):
+    /// `count` buffers of `size` bytes, each starting on a page (default none; at most
+    /// 16384 buffers of up to 1 GiB each).
+    ///
+    /// Registered memory is locked: it counts against `RLIMIT_MEMLOCK` (per user, over
+    /// all cores) unless the process has `CAP_IPC_LOCK`. If a core cannot register its
+    /// pool, the runtime still starts and [`FixedBufPool::current`](crate::buf::FixedBufPool::current)
+    /// on that core reports why, with the memory needed and the current limit.
+    pub fn fixed_buffers(mut self, count: u16, size: usize) -> Builder {
+        self.fixed_buffers = (count, size);
+        self
+    }
+
+    /// Slots in each core's registered-file table (default 256; 0 turns it off).
+    /// [`File::register`](crate::fs::File::register) puts a file in a slot so the
+    /// kernel skips the fd lookup on each op. The table must fit `RLIMIT_NOFILE`; if it
+    /// cannot be registered, the runtime still starts and `register` says why.
+    pub fn fixed_files(mut self, count: u32) -> Builder {
+        self.fixed_files = count;
+        self
+    }
+
     /// Starts the runtime: core 0 on this thread, the other cores on threads of their
     /// own.
     ///
@@ -152,11 +179,14 @@ impl Builder {
         }
         let probe = Probe::get()?;
         probe.check_required()?;
+        crate::buf::fixed::check_config(self.fixed_buffers.0, self.fixed_buffers.1)?;
         let config = driver::Config {
             entries: self.ring_entries,
             sqpoll_idle: self.sqpoll,
             msg_ring: self.msg_ring,
             recv_buffers: self.recv_buffers,
+            fixed_buffers: self.fixed_buffers,
+            fixed_files: self.fixed_files,
         };
         let cores = Arc::new(Cores::new(n)?);
         let cpu_of = |index: usize| self.pin.then(|| cpus[index]);

@@ -79,7 +79,8 @@ fn explain(
             OutOfMemory,
             format!(
                 "io_uring_setup could not allocate a ring of {entries} entries; kernels before \
-                 5.12 charge rings to RLIMIT_MEMLOCK, which is {}: raise it (`ulimit -l`, or \
+                 5.12, and some later ones, charge ring memory to RLIMIT_MEMLOCK unless the \
+                 process has CAP_IPC_LOCK, and the limit is {}: raise it (`ulimit -l`, or \
                  LimitMEMLOCK= for a systemd service) or ask for fewer ring entries",
                 match memlock {
                     Some(bytes) => format!("{bytes} bytes"),

@@ -1,21 +1,23 @@
-use std::io;
-use std::os::fd::RawFd;
-
 use io_uring::{opcode, squeue::Entry, types};
+use std::io;
 
+use super::FileRef;
 use crate::driver::Completable;
 
 /// `IORING_OP_FSYNC` of the whole file; `datasync` sets `IORING_FSYNC_DATASYNC`
 /// (like `fdatasync(2)`).
 #[derive(Debug)]
 pub(crate) struct Fsync {
-    fd: RawFd,
+    file: FileRef,
     datasync: bool,
 }
 
 impl Fsync {
-    pub(crate) fn new(fd: RawFd, datasync: bool) -> Fsync {
-        Fsync { fd, datasync }
+    pub(crate) fn new(file: impl Into<FileRef>, datasync: bool) -> Fsync {
+        Fsync {
+            file: file.into(),
+            datasync,
+        }
     }
 }
 
@@ -28,7 +30,8 @@ impl Completable for Fsync {
         } else {
             types::FsyncFlags::empty()
         };
-        opcode::Fsync::new(types::Fd(self.fd)).flags(flags).build()
+        let entry = opcode::Fsync::new(self.file.fd()).flags(flags).build();
+        self.file.mark(entry)
     }
 
     fn complete(self, result: io::Result<u32>, _flags: u32) -> io::Result<()> {

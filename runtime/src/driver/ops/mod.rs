@@ -2,6 +2,11 @@
 //! [`Completable`](super::Completable) (one CQE) or [`Multishot`](super::Multishot)
 //! (several) for them.
 
+use std::os::fd::RawFd;
+
+use io_uring::squeue::{Entry, Flags};
+use io_uring::types;
+
 mod accept;
 mod cancel_fd;
 mod close;
@@ -39,6 +44,7 @@ mod open;
 mod rename;
 mod statx;
 mod unlink;
+mod vectored;
 
 pub(crate) use fallocate::Fallocate;
 pub(crate) use fsync::Fsync;
@@ -49,3 +55,38 @@ pub(crate) use open::OpenAt;
 pub(crate) use rename::RenameAt;
 pub(crate) use statx::Statx;
 pub(crate) use unlink::UnlinkAt;
+pub(crate) use vectored::{Readv, Writev};
+mod files_update;
+pub(crate) use files_update::FilesUpdate;
+
+/// The file an op names: a plain fd, or a slot of the ring's registered-file table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FileRef {
+    Fd(RawFd),
+    Fixed(u32),
+}
+
+impl FileRef {
+    /// The number for the SQE's `fd` field: the fd, or the slot.
+    fn fd(self) -> types::Fd {
+        match self {
+            FileRef::Fd(fd) => types::Fd(fd),
+            FileRef::Fixed(slot) => types::Fd(slot as RawFd),
+        }
+    }
+
+    /// Marks `entry` (built with [`fd`](FileRef::fd)) as naming a registered file when
+    /// it does (`IOSQE_FIXED_FILE`).
+    fn mark(self, entry: Entry) -> Entry {
+        match self {
+            FileRef::Fd(_) => entry,
+            FileRef::Fixed(_) => entry.flags(Flags::FIXED_FILE),
+        }
+    }
+}
+
+impl From<RawFd> for FileRef {
+    fn from(fd: RawFd) -> FileRef {
+        FileRef::Fd(fd)
+    }
+}

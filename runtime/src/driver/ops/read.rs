@@ -1,22 +1,27 @@
 use std::io;
-use std::os::fd::RawFd;
 
-use io_uring::{opcode, squeue::Entry, types};
+use io_uring::{opcode, squeue::Entry};
 
-use crate::buf::{BufResult, IoBufMut};
+use super::FileRef;
+use crate::buf::{BufResult, IoBufMut, Sealed};
 use crate::driver::Completable;
 
-/// `IORING_OP_READ` into an owned buffer at an offset (`u64::MAX`: the file position).
+/// `IORING_OP_READ` into an owned buffer at an offset (`u64::MAX`: the file position);
+/// `IORING_OP_READ_FIXED` when the buffer is registered with this ring.
 #[derive(Debug)]
 pub(crate) struct Read<B> {
-    fd: RawFd,
+    file: FileRef,
     buf: B,
     offset: u64,
 }
 
 impl<B: IoBufMut> Read<B> {
-    pub(crate) fn new(fd: RawFd, buf: B, offset: u64) -> Read<B> {
-        Read { fd, buf, offset }
+    pub(crate) fn new(file: impl Into<FileRef>, buf: B, offset: u64) -> Read<B> {
+        Read {
+            file: file.into(),
+            buf,
+            offset,
+        }
     }
 }
 
@@ -25,9 +30,16 @@ impl<B: IoBufMut> Completable for Read<B> {
 
     fn prepare(&mut self) -> Entry {
         let len = u32::try_from(self.buf.bytes_total()).unwrap_or(u32::MAX);
-        opcode::Read::new(types::Fd(self.fd), self.buf.stable_mut_ptr(), len)
-            .offset(self.offset)
-            .build()
+        let fd = self.file.fd();
+        let entry = match self.buf.fixed_index(Sealed(())) {
+            Some(index) => opcode::ReadFixed::new(fd, self.buf.stable_mut_ptr(), len, index)
+                .offset(self.offset)
+                .build(),
+            None => opcode::Read::new(fd, self.buf.stable_mut_ptr(), len)
+                .offset(self.offset)
+                .build(),
+        };
+        self.file.mark(entry)
     }
 
     fn complete(mut self, result: io::Result<u32>, _flags: u32) -> BufResult<usize, B> {

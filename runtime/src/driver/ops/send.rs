@@ -3,11 +3,15 @@ use std::os::fd::RawFd;
 
 use io_uring::{opcode, squeue::Entry, types};
 
-use crate::buf::{BufResult, IoBuf, IoBufMut};
+use crate::buf::{BufResult, IoBuf, IoBufMut, Sealed};
 use crate::driver::Completable;
 
 /// `IORING_OP_SEND` of an owned buffer's initialised bytes, with `MSG_NOSIGNAL`: a
 /// peer that went away is an `EPIPE` error, never a `SIGPIPE`.
+///
+/// A buffer registered with this ring goes out with `IORING_OP_WRITE_FIXED` instead,
+/// which has no flags: a write to a reset peer raises `SIGPIPE` then, which Rust
+/// programs ignore (the standard library sets it to `SIG_IGN` before `main`).
 #[derive(Debug)]
 pub(crate) struct Send<B> {
     fd: RawFd,
@@ -25,9 +29,15 @@ impl<B: IoBuf> Completable for Send<B> {
 
     fn prepare(&mut self) -> Entry {
         let len = u32::try_from(self.buf.bytes_init()).unwrap_or(u32::MAX);
-        opcode::Send::new(types::Fd(self.fd), self.buf.stable_ptr(), len)
-            .flags(libc::MSG_NOSIGNAL)
-            .build()
+        let fd = types::Fd(self.fd);
+        match self.buf.fixed_index(Sealed(())) {
+            Some(index) => opcode::WriteFixed::new(fd, self.buf.stable_ptr(), len, index)
+                .offset(u64::MAX)
+                .build(),
+            None => opcode::Send::new(fd, self.buf.stable_ptr(), len)
+                .flags(libc::MSG_NOSIGNAL)
+                .build(),
+        }
     }
 
     fn complete(self, result: io::Result<u32>, _flags: u32) -> BufResult<usize, B> {
@@ -35,7 +45,8 @@ impl<B: IoBuf> Completable for Send<B> {
     }
 }
 
-/// `IORING_OP_RECV` into an owned buffer.
+/// `IORING_OP_RECV` into an owned buffer; `IORING_OP_READ_FIXED` into a buffer
+/// registered with this ring.
 #[derive(Debug)]
 pub(crate) struct Recv<B> {
     fd: RawFd,
@@ -53,7 +64,13 @@ impl<B: IoBufMut> Completable for Recv<B> {
 
     fn prepare(&mut self) -> Entry {
         let len = u32::try_from(self.buf.bytes_total()).unwrap_or(u32::MAX);
-        opcode::Recv::new(types::Fd(self.fd), self.buf.stable_mut_ptr(), len).build()
+        let fd = types::Fd(self.fd);
+        match self.buf.fixed_index(Sealed(())) {
+            Some(index) => opcode::ReadFixed::new(fd, self.buf.stable_mut_ptr(), len, index)
+                .offset(u64::MAX)
+                .build(),
+            None => opcode::Recv::new(fd, self.buf.stable_mut_ptr(), len).build(),
+        }
     }
 
     fn complete(mut self, result: io::Result<u32>, _flags: u32) -> BufResult<usize, B> {

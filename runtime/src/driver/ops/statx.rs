@@ -38,7 +38,7 @@ impl Completable for Statx {
             buf.cast::<types::statx>(),
         )
         .flags(self.flags)
-        .mask(libc::STATX_BASIC_STATS | libc::STATX_BTIME)
+        .mask(crate::fs::STATX_MASK)
         .build()
     }
 

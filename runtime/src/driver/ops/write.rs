@@ -1,23 +1,28 @@
 use std::io;
-use std::os::fd::RawFd;
 
-use io_uring::{opcode, squeue::Entry, types};
+use io_uring::{opcode, squeue::Entry};
 
-use crate::buf::{BufResult, IoBuf};
+use super::FileRef;
+use crate::buf::{BufResult, IoBuf, Sealed};
 use crate::driver::Completable;
 
 /// `IORING_OP_WRITE` of an owned buffer's initialised bytes at an offset
-/// (`u64::MAX`: the file position).
+/// (`u64::MAX`: the file position); `IORING_OP_WRITE_FIXED` when the buffer is
+/// registered with this ring.
 #[derive(Debug)]
 pub(crate) struct Write<B> {
-    fd: RawFd,
+    file: FileRef,
     buf: B,
     offset: u64,
 }
 
 impl<B: IoBuf> Write<B> {
-    pub(crate) fn new(fd: RawFd, buf: B, offset: u64) -> Write<B> {
-        Write { fd, buf, offset }
+    pub(crate) fn new(file: impl Into<FileRef>, buf: B, offset: u64) -> Write<B> {
+        Write {
+            file: file.into(),
+            buf,
+            offset,
+        }
     }
 }
 
@@ -26,9 +31,16 @@ impl<B: IoBuf> Completable for Write<B> {
 
     fn prepare(&mut self) -> Entry {
         let len = u32::try_from(self.buf.bytes_init()).unwrap_or(u32::MAX);
-        opcode::Write::new(types::Fd(self.fd), self.buf.stable_ptr(), len)
-            .offset(self.offset)
-            .build()
+        let fd = self.file.fd();
+        let entry = match self.buf.fixed_index(Sealed(())) {
+            Some(index) => opcode::WriteFixed::new(fd, self.buf.stable_ptr(), len, index)
+                .offset(self.offset)
+                .build(),
+            None => opcode::Write::new(fd, self.buf.stable_ptr(), len)
+                .offset(self.offset)
+                .build(),
+        };
+        self.file.mark(entry)
     }
 
     fn complete(self, result: io::Result<u32>, _flags: u32) -> BufResult<usize, B> {

@@ -1,0 +1,47 @@
+use std::io;
+use std::rc::Rc;
+
+use io_uring::{opcode, squeue::Entry};
+
+use crate::driver::{Completable, FileTable};
+
+/// `IORING_OP_FILES_UPDATE` that empties one slot of the registered-file table. Queued
+/// behind the ops that name the slot, it runs after they have taken their reference
+/// to the file; the slot goes back to the table's free list only with its CQE, so no
+/// op queued earlier can meet another file in it.
+pub(crate) struct FilesUpdate {
+    table: Rc<FileTable>,
+    slot: u32,
+    /// The one fd (-1: empty the slot) the kernel reads, boxed so it stays put.
+    fds: Box<[i32; 1]>,
+}
+
+impl FilesUpdate {
+    pub(crate) fn clear(table: Rc<FileTable>, slot: u32) -> FilesUpdate {
+        FilesUpdate {
+            table,
+            slot,
+            fds: Box::new([-1]),
+        }
+    }
+}
+
+impl Completable for FilesUpdate {
+    type Output = io::Result<()>;
+
+    fn prepare(&mut self) -> Entry {
+        let offset = i32::try_from(self.slot).unwrap_or(i32::MAX);
+        opcode::FilesUpdate::new(self.fds.as_ptr(), 1)
+            .offset(offset)
+            .build()
+    }
+
+    fn complete(self, result: io::Result<u32>, _flags: u32) -> io::Result<()> {
+        // On error the slot may still hold the file; it stays out of use rather than be
+        // handed out holding something.
+        if result.is_ok() {
+            self.table.put_back(self.slot);
+        }
+        result.map(drop)
+    }
+}

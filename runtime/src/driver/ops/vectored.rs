@@ -1,0 +1,104 @@
+use std::io;
+
+use io_uring::{opcode, squeue::Entry};
+
+use super::FileRef;
+use crate::buf::{BufResult, IoBuf, IoBufMut};
+use crate::driver::Completable;
+
+/// `IORING_OP_READV` into several owned buffers, in order, from an offset. The iovec
+/// array is boxed so its address stays put while the op moves (rule 1).
+pub(crate) struct Readv<B> {
+    file: FileRef,
+    bufs: Vec<B>,
+    iovecs: Box<[libc::iovec]>,
+    offset: u64,
+}
+
+impl<B: IoBufMut> Readv<B> {
+    pub(crate) fn new(file: impl Into<FileRef>, mut bufs: Vec<B>, offset: u64) -> Readv<B> {
+        let iovecs = bufs
+            .iter_mut()
+            .map(|b| libc::iovec {
+                iov_base: b.stable_mut_ptr().cast(),
+                iov_len: b.bytes_total(),
+            })
+            .collect();
+        Readv {
+            file: file.into(),
+            bufs,
+            iovecs,
+            offset,
+        }
+    }
+}
+
+impl<B: IoBufMut> Completable for Readv<B> {
+    type Output = BufResult<usize, Vec<B>>;
+
+    fn prepare(&mut self) -> Entry {
+        let len = u32::try_from(self.iovecs.len()).unwrap_or(u32::MAX);
+        let entry = opcode::Readv::new(self.file.fd(), self.iovecs.as_ptr(), len)
+            .offset(self.offset)
+            .build();
+        self.file.mark(entry)
+    }
+
+    fn complete(mut self, result: io::Result<u32>, _flags: u32) -> Self::Output {
+        let result = result.map(|n| {
+            let mut left = n as usize;
+            for buf in &mut self.bufs {
+                let filled = left.min(buf.bytes_total());
+                // SAFETY: the kernel fills the iovecs in order; `filled` bytes of this
+                // one are part of the `n` it reported.
+                unsafe { buf.set_init(filled) };
+                left -= filled;
+            }
+            n as usize
+        });
+        (result, self.bufs)
+    }
+}
+
+/// `IORING_OP_WRITEV` of several owned buffers' initialised bytes, in order, at an
+/// offset.
+pub(crate) struct Writev<B> {
+    file: FileRef,
+    bufs: Vec<B>,
+    iovecs: Box<[libc::iovec]>,
+    offset: u64,
+}
+
+impl<B: IoBuf> Writev<B> {
+    pub(crate) fn new(file: impl Into<FileRef>, bufs: Vec<B>, offset: u64) -> Writev<B> {
+        let iovecs = bufs
+            .iter()
+            .map(|b| libc::iovec {
+                iov_base: b.stable_ptr().cast_mut().cast(),
+                iov_len: b.bytes_init(),
+            })
+            .collect();
+        Writev {
+            file: file.into(),
+            bufs,
+            iovecs,
+            offset,
+        }
+    }
+}
+
+impl<B: IoBuf> Completable for Writev<B> {
+    type Output = BufResult<usize, Vec<B>>;
+
+    fn prepare(&mut self) -> Entry {
+        let len = u32::try_from(self.iovecs.len()).unwrap_or(u32::MAX);
+        let entry = opcode::Writev::new(self.file.fd(), self.iovecs.as_ptr(), len)
+            .offset(self.offset)
+            .build();
+        self.file.mark(entry)
+    }
+
+    fn complete(self, result: io::Result<u32>, _flags: u32) -> Self::Output {
+        (result.map(|n| n as usize), self.bufs)
+    }
+}
