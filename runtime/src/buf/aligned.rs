@@ -108,24 +108,9 @@ impl AlignedBuf {
     ///
     /// If the capacity would be exceeded.
     pub fn extend_from_slice(&mut self, data: &[u8]) {
-        let end = self.len + data.len();
-        assert!(
-            end <= self.capacity(),
-            "{} bytes do not fit in an aligned buffer of {} holding {}",
-            data.len(),
-            self.capacity(),
-            self.len
-        );
-        // SAFETY: `end` is within the allocation, which this buffer owns; `data` is a
-        // shared borrow and cannot overlap memory we hold `&mut` to.
-        unsafe {
-            std::ptr::copy_nonoverlapping(
-                data.as_ptr(),
-                self.ptr.as_ptr().add(self.len),
-                data.len(),
-            )
-        };
-        self.len = end;
+        let start = self.len;
+        self.set_len(start + data.len());
+        self[start..].copy_from_slice(data);
     }
 }
 

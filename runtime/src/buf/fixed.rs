@@ -346,24 +346,9 @@ impl FixedBuf {
     ///
     /// If the buffer's capacity would be exceeded.
     pub fn extend_from_slice(&mut self, data: &[u8]) {
-        let end = self.len + data.len();
-        assert!(
-            end <= self.capacity(),
-            "{} bytes do not fit in a fixed buffer of {} holding {}",
-            data.len(),
-            self.capacity(),
-            self.len
-        );
-        // SAFETY: `end` is within the buffer, which this FixedBuf owns exclusively, and
-        // `data` cannot overlap it (it is borrowed while we hold `&mut self`).
-        unsafe {
-            std::ptr::copy_nonoverlapping(
-                data.as_ptr(),
-                self.pool.addr(self.index).add(self.len),
-                data.len(),
-            );
-        }
-        self.len = end;
+        let start = self.len;
+        self.set_len(start + data.len());
+        self[start..].copy_from_slice(data);
     }
 
     /// Sets the length to `len`; the bytes between the old and the new length keep

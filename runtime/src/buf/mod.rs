@@ -61,6 +61,24 @@ where
     (Ok(()), buf)
 }
 
+/// Marks the first `n` bytes of `bufs`, taken in order, initialised: how a vectored
+/// read that reported `n` bytes filled its buffers.
+///
+/// # Safety
+///
+/// The kernel must have written `n` bytes into the buffers' memory in order, each
+/// buffer to its `bytes_total` before the next.
+pub(crate) unsafe fn mark_filled<B: IoBufMut>(bufs: &mut [B], n: usize) {
+    let mut left = n;
+    for buf in bufs {
+        let filled = left.min(buf.bytes_total());
+        // SAFETY: `filled` bytes of this buffer are part of the `n` written, by the
+        // caller's promise.
+        unsafe { buf.set_init(filled) };
+        left -= filled;
+    }
+}
+
 /// The result of an owned-buffer operation: the outcome and the buffer, handed back
 /// whether the operation succeeded or not.
 pub type BufResult<T, B> = (std::io::Result<T>, B);

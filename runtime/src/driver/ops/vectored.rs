@@ -3,7 +3,7 @@ use std::io;
 use io_uring::{opcode, squeue::Entry};
 
 use super::FileRef;
-use crate::buf::{BufResult, IoBuf, IoBufMut};
+use crate::buf::{mark_filled, BufResult, IoBuf, IoBufMut};
 use crate::driver::Completable;
 
 /// `IORING_OP_READV` into several owned buffers, in order, from an offset. The iovec
@@ -46,14 +46,8 @@ impl<B: IoBufMut> Completable for Readv<B> {
 
     fn complete(mut self, result: io::Result<u32>, _flags: u32) -> Self::Output {
         let result = result.map(|n| {
-            let mut left = n as usize;
-            for buf in &mut self.bufs {
-                let filled = left.min(buf.bytes_total());
-                // SAFETY: the kernel fills the iovecs in order; `filled` bytes of this
-                // one are part of the `n` it reported.
-                unsafe { buf.set_init(filled) };
-                left -= filled;
-            }
+            // SAFETY: the kernel fills the iovecs in order and reported `n` bytes.
+            unsafe { mark_filled(&mut self.bufs, n as usize) };
             n as usize
         });
         (result, self.bufs)
