@@ -22,6 +22,7 @@ use std::io;
 
 pub mod args;
 pub mod cross;
+pub mod fs;
 pub mod glommio_peer;
 pub mod latency;
 pub mod measure;
