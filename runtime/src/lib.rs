@@ -26,7 +26,6 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 use std::future::Future;
-use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -36,6 +35,7 @@ mod coop;
 mod driver;
 mod executor;
 pub mod fs;
+pub mod io;
 pub mod net;
 mod runtime;
 pub mod signal;
@@ -124,9 +124,9 @@ pub fn nop() -> Nop {
 pub struct Nop(driver::Op<driver::ops::Nop>);
 
 impl Future for Nop {
-    type Output = io::Result<()>;
+    type Output = std::io::Result<()>;
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.0).poll(cx)
     }
 }
