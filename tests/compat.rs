@@ -256,3 +256,57 @@ fn hyper_answers_a_thousand_keep_alive_requests_from_curl() {
         );
     }
 }
+
+#[test]
+fn the_runtime_streams_compose_with_stream_combinators() {
+    use std::time::{Duration, Instant};
+    rt().block_on(within("the streams", async {
+        // A channel receiver.
+        let (tx, rx) = runtime::channel::mpsc::unbounded();
+        for i in 0..5 {
+            tx.send(i).unwrap();
+        }
+        drop(tx);
+        let doubled: Vec<i32> = rx.map(|x| x * 2).collect().await;
+        assert_eq!(doubled, vec![0, 2, 4, 6, 8]);
+
+        // An interval: three ticks, none early.
+        let start = Instant::now();
+        let period = Duration::from_millis(5);
+        let ticks: Vec<_> = runtime::time::interval(period).take(3).collect().await;
+        assert_eq!(ticks.len(), 3);
+        assert!(
+            start.elapsed() >= 2 * period,
+            "the third tick comes two periods in"
+        );
+
+        // Accepted connections, then the bytes of one of them.
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let clients = runtime::spawn(async move {
+            let mut streams = Vec::new();
+            for i in 0..3u8 {
+                let stream = TcpStream::connect(addr).await.unwrap();
+                let (r, _) = stream.write_all(vec![i; 10]).await;
+                r.unwrap();
+                streams.push(stream);
+            }
+            streams
+        });
+        let accepted: Vec<TcpStream> = listener
+            .incoming()
+            .take(3)
+            .map(|s| s.unwrap())
+            .collect()
+            .await;
+        assert_eq!(accepted.len(), 3);
+        let held = clients.await.unwrap();
+        drop(held);
+        let bytes: usize = accepted[1]
+            .recv_stream()
+            .map(|chunk| chunk.unwrap().len())
+            .fold(0, |sum, n| async move { sum + n })
+            .await;
+        assert_eq!(bytes, 10, "what the second client sent, then the end");
+    }));
+}
