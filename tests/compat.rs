@@ -310,3 +310,44 @@ fn the_runtime_streams_compose_with_stream_combinators() {
         assert_eq!(bytes, 10, "what the second client sent, then the end");
     }));
 }
+
+#[test]
+fn bytes_buffers_go_through_the_owned_calls() {
+    rt().block_on(within("the bytes buffers", async {
+        let (server, client) = pair().await;
+        let data = Bytes::from(pattern(50_000, 8));
+        let (r, sent) = client.write_all(data.clone()).await;
+        r.unwrap();
+        assert_eq!(sent, data, "the Bytes comes back");
+        let (r, got) = server
+            .read_exact(bytes::BytesMut::with_capacity(data.len()))
+            .await;
+        r.unwrap();
+        assert_same_bytes("received into BytesMut", &got, &data);
+    }));
+}
+
+#[test]
+fn code_generic_over_the_owned_traits_runs_on_tcp_and_unix_streams() {
+    use runtime::io::{AsyncReadOwned, AsyncWriteOwned};
+
+    async fn ping<S: AsyncReadOwned + AsyncWriteOwned>(a: &S, b: &S) {
+        let (r, _) = a.write_all(b"ping".to_vec()).await;
+        r.unwrap();
+        let (r, got) = b.read_exact(Vec::with_capacity(4)).await;
+        r.unwrap();
+        assert_eq!(got, b"ping");
+        let (r, _) = b.write(b"pong".to_vec()).await;
+        assert_eq!(r.unwrap(), 4);
+        let (r, got) = a.read(Vec::with_capacity(16)).await;
+        assert_eq!(r.unwrap(), 4);
+        assert_eq!(got, b"pong");
+    }
+
+    rt().block_on(within("the generic code", async {
+        let (server, client) = pair().await;
+        ping(&client, &server).await;
+        let (a, b) = runtime::net::UnixStream::pair().unwrap();
+        ping(&a, &b).await;
+    }));
+}

@@ -230,3 +230,51 @@ unsafe impl IoBuf for &'static str {
         self.len()
     }
 }
+
+#[cfg(feature = "bytes")]
+mod bytes_impls {
+    use super::{IoBuf, IoBufMut};
+
+    // SAFETY: a Bytes points to memory that does not move or change while any handle
+    // to it lives (shared heap storage or a static); all `len` bytes are initialised.
+    unsafe impl IoBuf for bytes::Bytes {
+        fn stable_ptr(&self) -> *const u8 {
+            self.as_ptr()
+        }
+        fn bytes_init(&self) -> usize {
+            self.len()
+        }
+        fn bytes_total(&self) -> usize {
+            self.len()
+        }
+    }
+
+    // SAFETY: a BytesMut's storage is a heap block that does not move with the value
+    // and is not reallocated unless it is grown, which needs `&mut` access the op does
+    // not give while in flight; `len` bytes are initialised, `capacity` allocated.
+    unsafe impl IoBuf for bytes::BytesMut {
+        fn stable_ptr(&self) -> *const u8 {
+            self.as_ptr()
+        }
+        fn bytes_init(&self) -> usize {
+            self.len()
+        }
+        fn bytes_total(&self) -> usize {
+            self.capacity()
+        }
+    }
+
+    // SAFETY: as for IoBuf; the block is writable to its capacity.
+    unsafe impl IoBufMut for bytes::BytesMut {
+        fn stable_mut_ptr(&mut self) -> *mut u8 {
+            self.as_mut_ptr()
+        }
+        unsafe fn set_init(&mut self, pos: usize) {
+            if self.len() < pos {
+                // SAFETY: the caller promises `pos` bytes are initialised, and a read
+                // never reports more than `bytes_total` = capacity.
+                unsafe { self.set_len(pos) };
+            }
+        }
+    }
+}

@@ -1,4 +1,5 @@
-//! Poll-based I/O traits over the runtime's owned-buffer streams.
+//! I/O traits: the owned-buffer calls as traits ([`AsyncReadOwned`],
+//! [`AsyncWriteOwned`]), and the poll-based traits over the runtime's streams.
 //!
 //! [`Compat`] wraps a [`TcpStream`](crate::net::TcpStream),
 //! [`UnixStream`](crate::net::UnixStream) or [`File`](crate::fs::File) and implements
@@ -11,8 +12,10 @@
 // Without either trait feature nothing calls the poll functions yet.
 #[cfg_attr(not(any(feature = "futures-io", feature = "tokio")), allow(dead_code))]
 mod compat;
+mod owned;
 
 pub use compat::Compat;
+pub use owned::{AsyncReadOwned, AsyncWriteOwned};
 
 mod sealed {
     pub trait Sealed {}
