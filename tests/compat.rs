@@ -351,3 +351,38 @@ fn code_generic_over_the_owned_traits_runs_on_tcp_and_unix_streams() {
         ping(&a, &b).await;
     }));
 }
+
+#[test]
+fn shutting_down_after_the_peer_reset_is_not_an_error() {
+    use std::os::fd::AsRawFd;
+    rt().block_on(within("the reset", async {
+        let (server, client) = pair().await;
+        let linger = libc::linger {
+            l_onoff: 1,
+            l_linger: 0,
+        };
+        // SAFETY: setsockopt reads the linger struct we pass, which outlives the call.
+        let set = unsafe {
+            libc::setsockopt(
+                client.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_LINGER,
+                (&linger as *const libc::linger).cast(),
+                std::mem::size_of::<libc::linger>() as libc::socklen_t,
+            )
+        };
+        assert_eq!(set, 0);
+        drop(client); // closes with a reset
+        let mut server = Compat::new(server);
+        let mut buf = [0u8; 8];
+        let read = tokio::io::AsyncReadExt::read(&mut server, &mut buf).await;
+        assert!(
+            matches!(&read, Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset)
+                || matches!(read, Ok(0)),
+            "the reset shows on the read: {read:?}"
+        );
+        tokio::io::AsyncWriteExt::shutdown(&mut server)
+            .await
+            .unwrap();
+    }));
+}

@@ -236,6 +236,7 @@ impl<T: CompatIo> Compat<T> {
         }
     }
 
+    #[cfg(feature = "futures-io")]
     fn poll_read_into(&mut self, cx: &mut Context<'_>, out: &mut [u8]) -> Poll<io::Result<usize>> {
         if out.is_empty() {
             return Poll::Ready(Ok(0));
@@ -352,7 +353,12 @@ impl<T: CompatIo> Compat<T> {
                 Shutdown::InFlight(op) => {
                     let result = ready!(Pin::new(op).poll(cx));
                     self.shutdown = Shutdown::Done;
-                    return Poll::Ready(result);
+                    // A peer that reset the connection first leaves nothing to shut
+                    // down: the write half is closed either way.
+                    return Poll::Ready(match result {
+                        Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(()),
+                        other => other,
+                    });
                 }
             }
         }
