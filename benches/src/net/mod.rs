@@ -13,7 +13,9 @@
 //! - [`options`]: the command line;
 //! - the contenders: [`raw`] (io_uring by hand, the ceiling), [`tokio_ct`],
 //!   [`uring`] (tokio-uring), [`monoio_peer`], [`glommio_peer`] and [`ours`]
-//!   (`runtime`), which all speak the HTTP of [`http`].
+//!   (`runtime`), which all speak the HTTP of [`http`];
+//! - and [`hyper_hello`]: hyper's HTTP server on `runtime` (over `io::Compat`)
+//!   and on tokio, which answer with the same bytes.
 
 use std::io;
 use std::net::SocketAddr;
@@ -22,6 +24,7 @@ use std::time::Duration;
 pub mod bench;
 pub mod glommio_peer;
 pub mod http;
+pub mod hyper_hello;
 pub mod load;
 pub mod monoio_peer;
 pub mod options;
@@ -104,6 +107,9 @@ pub struct Contender {
     pub role: Role,
     /// How its server starts.
     pub launch: Launch,
+    /// Whether it serves HTTP with hyper. Its ratios to the hand-written servers
+    /// are shown for information; its target is held against hyper on a peer.
+    pub hyper: bool,
 }
 
 impl Contender {
@@ -118,6 +124,16 @@ const fn serve(name: &'static str, role: Role, serve: ServeFn) -> Contender {
         name,
         role,
         launch: Launch::Serve(serve),
+        hyper: false,
+    }
+}
+
+const fn serve_hyper(name: &'static str, role: Role, serve: ServeFn) -> Contender {
+    Contender {
+        name,
+        role,
+        launch: Launch::Serve(serve),
+        hyper: true,
     }
 }
 
@@ -140,8 +156,19 @@ pub fn contenders(protocol: Protocol) -> Vec<Contender> {
                 name: "ours",
                 role: Role::Ours,
                 launch: Launch::HelloExample,
+                hyper: false,
             });
             all.push(serve("ours-inproc", Role::Ours, ours::serve));
+            all.push(serve_hyper(
+                "hyper-tokio-ct",
+                Role::Peer,
+                hyper_hello::serve_tokio_ct,
+            ));
+            all.push(serve_hyper(
+                "hyper-ours",
+                Role::Ours,
+                hyper_hello::serve_ours,
+            ));
         }
     }
     all

@@ -18,7 +18,8 @@ usage: netbench [echo|http|all] [--quick] [--rounds N] [--only NAME]... [--hello
               the median
   --only NAME run only this contender (may be given more than once): raw,
               tokio-ct, tokio-uring, monoio, glommio, ours, ours-multishot,
-              ours-inproc
+              ours-inproc, hyper-ours, hyper-tokio-ct (the last two: HTTP
+              only, hyper on `runtime` and on tokio)
   --hello PATH
               the `hello` example binary that serves `ours` in the HTTP
               benchmark (default: looked for next to netbench, under

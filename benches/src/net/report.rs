@@ -8,7 +8,7 @@
 //! median of those.
 
 use super::bench::{Results, Workload};
-use super::{Role, Window};
+use super::{Contender, Role, Window};
 use crate::measure::Spread;
 use crate::report::si;
 
@@ -29,6 +29,17 @@ impl Target {
             (Role::Peer, "tokio-ct") => Some(Target::CpuPerOpAtMost(1.0)),
             (Role::Peer, _) => Some(Target::OpsPerCpuAtLeast(1.25)),
             (Role::Ours, _) => None,
+        }
+    }
+
+    /// The target of `ours` against `other`: like is held to like, so a hyper
+    /// server only to hyper on a peer (at least as many requests per CPU-second),
+    /// and a hand-written one to the targets of [`against`](Target::against).
+    pub fn between(ours: &Contender, other: &Contender) -> Option<Target> {
+        match (ours.hyper, other.hyper) {
+            (false, false) => Target::against(other.name, other.role),
+            (true, true) if other.role == Role::Peer => Some(Target::OpsPerCpuAtLeast(1.0)),
+            _ => None,
         }
     }
 
@@ -105,7 +116,12 @@ pub fn print_workload(workload: Workload, results: &[Results]) -> Vec<Verdict> {
             format!("{unit}s per CPU-s"),
             format!("{unit}s/s"),
         );
-        for other in results.iter().filter(|r| r.contender.role != Role::Ours) {
+        // Every other contender, and for a hyper server also the hand-written forms of
+        // `runtime`: what hyper costs over them.
+        let others = results.iter().filter(|r| {
+            r.contender.role != Role::Ours || (ours.contender.hyper && !r.contender.hyper)
+        });
+        for other in others {
             let rounds: Vec<(&Window, &Window)> = ours.runs.iter().zip(&other.runs).collect();
             let ratio = |figure: fn(&Window) -> f64| {
                 let per_round: Vec<f64> =
@@ -126,7 +142,7 @@ pub fn print_workload(workload: Workload, results: &[Results]) -> Vec<Verdict> {
                 format!("{:.2}x", efficiency.median),
                 format!("{:.2}x", rate.median),
             );
-            if let Some(target) = Target::against(other.contender.name, other.contender.role) {
+            if let Some(target) = Target::between(&ours.contender, &other.contender) {
                 let (value, met) = match target {
                     Target::CpuPerOpAtMost(limit) => (cpu.median, cpu.median <= limit),
                     Target::OpsPerCpuAtLeast(least) => {
@@ -172,7 +188,7 @@ fn figures(runs: &[Window], figure: fn(&Window) -> f64) -> Vec<f64> {
 #[cfg(test)]
 mod tests {
     use super::Target;
-    use crate::net::Role;
+    use crate::net::{contenders, Protocol, Role};
 
     #[test]
     fn targets_of_the_issue() {
@@ -189,5 +205,24 @@ mod tests {
             Some(Target::OpsPerCpuAtLeast(1.25))
         );
         assert_eq!(Target::against("ours", Role::Ours), None);
+    }
+
+    #[test]
+    fn hyper_is_held_to_hyper_only() {
+        let all = contenders(Protocol::Http);
+        let named = |name: &str| *all.iter().find(|c| c.name == name).unwrap();
+        let (hyper_ours, hyper_peer) = (named("hyper-ours"), named("hyper-tokio-ct"));
+        let (ours, tokio) = (named("ours"), named("tokio-ct"));
+        assert_eq!(
+            Target::between(&hyper_ours, &hyper_peer),
+            Some(Target::OpsPerCpuAtLeast(1.0))
+        );
+        assert_eq!(Target::between(&hyper_ours, &tokio), None);
+        assert_eq!(Target::between(&hyper_ours, &ours), None);
+        assert_eq!(Target::between(&ours, &hyper_peer), None);
+        assert_eq!(
+            Target::between(&ours, &tokio),
+            Some(Target::CpuPerOpAtMost(1.0))
+        );
     }
 }

@@ -1,0 +1,171 @@
+//! hyper's HTTP/1.1 server on every core, over `runtime::io::Compat`: each core binds
+//! the same port (`SO_REUSEPORT`), accepts its share of the connections, and serves
+//! each with `hyper::server::conn::http1` in a task of its own. Every request gets
+//! `Hello, world!`. Ctrl-C stops it and prints how many requests each core answered.
+//!
+//! `cargo run --release --example hyper_server [-- --port 8080 --host 127.0.0.1 --cores N]`,
+//! then `curl http://127.0.0.1:8080/`, `wrk http://127.0.0.1:8080/` or
+//! `cargo run --release --example hyper_client`.
+//!
+//! `Compat` turns the runtime's owned-buffer stream into tokio's `AsyncRead` and
+//! `AsyncWrite`; hyper-util's `TokioIo` turns those into hyper's own I/O traits.
+
+use std::cell::Cell;
+use std::convert::Infallible;
+use std::io;
+use std::rc::Rc;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use runtime::io::Compat;
+use runtime::net::{TcpListener, TcpStream};
+
+struct Args {
+    host: String,
+    port: u16,
+    cores: Option<usize>,
+}
+
+fn main() -> io::Result<()> {
+    let args = parse_args()?;
+    let mut builder = runtime::Builder::new();
+    if let Some(cores) = args.cores {
+        builder = builder.cores(cores);
+    }
+    let mut rt = builder.build()?;
+    // Bound here so that port 0 picks one port for every core; core 0 takes it over
+    // (as a standard socket: runtime sockets stay on the thread that made them).
+    let first = TcpListener::bind((args.host.as_str(), args.port))?;
+    let addr = first.local_addr()?;
+    let first = Arc::new(Mutex::new(Some(first.into_std())));
+    println!(
+        "listening on http://{addr}/ on {} cores; Ctrl-C stops",
+        rt.handle().core_count()
+    );
+
+    let served = rt.run_on_all(move |core| {
+        let listener = if core == 0 {
+            first
+                .lock()
+                .unwrap()
+                .take()
+                .ok_or_else(|| io::Error::other("core 0 runs once"))
+                .and_then(TcpListener::from_std)
+        } else {
+            TcpListener::bind(addr)
+        };
+        serve(listener)
+    });
+    let mut total = 0;
+    for (core, served) in served.into_iter().enumerate() {
+        let served = served?;
+        println!("core {core}: {served} requests");
+        total += served;
+    }
+    println!("stopped after {total} requests");
+    Ok(())
+}
+
+/// Serves on this core until Ctrl-C; returns how many requests it answered.
+async fn serve(listener: io::Result<TcpListener>) -> io::Result<u64> {
+    let listener = listener?;
+    // Made before the accept loop starts, so an early Ctrl-C is not missed.
+    let stop = runtime::signal::ctrl_c();
+    let served = Rc::new(Cell::new(0u64));
+    let count = served.clone();
+    let accepting = runtime::spawn(async move {
+        loop {
+            match listener.accept().await {
+                Ok((stream, _peer)) => {
+                    runtime::spawn(connection(stream, count.clone()));
+                }
+                // Out of fds, say: go on after a pause rather than spin.
+                Err(e) => {
+                    eprintln!("accept: {e}");
+                    runtime::time::sleep(std::time::Duration::from_millis(10)).await;
+                }
+            }
+        }
+    });
+    stop.await?;
+    // Open connections end when the runtime shuts down.
+    accepting.abort();
+    Ok(served.get())
+}
+
+/// One connection, served by hyper until the peer closes it.
+async fn connection(stream: TcpStream, served: Rc<Cell<u64>>) {
+    if let Err(e) = stream.set_nodelay(true) {
+        eprintln!("set_nodelay: {e}");
+    }
+    let service = service_fn(move |request: Request<Incoming>| {
+        served.set(served.get() + 1);
+        hello(request)
+    });
+    let io = TokioIo::new(Compat::new(stream));
+    // A connection's error (a reset peer, a malformed request) ends only it.
+    if let Err(e) = http1::Builder::new().serve_connection(io, service).await {
+        if !peer_went_away(&e) {
+            eprintln!("connection: {e}");
+        }
+    }
+}
+
+/// Whether `e` only says the peer closed or reset the connection: not worth a line.
+/// (Shutting down a socket the peer has reset fails with `ENOTCONN`.)
+fn peer_went_away(e: &hyper::Error) -> bool {
+    let io_kind = std::error::Error::source(e)
+        .and_then(|source| source.downcast_ref::<io::Error>())
+        .map(io::Error::kind);
+    e.is_incomplete_message()
+        || matches!(
+            io_kind,
+            Some(io::ErrorKind::NotConnected | io::ErrorKind::ConnectionReset)
+        )
+}
+
+async fn hello(_request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+    let mut response = Response::new(Full::new(Bytes::from_static(b"Hello, world!")));
+    response.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("text/plain"),
+    );
+    Ok(response)
+}
+
+fn parse_args() -> io::Result<Args> {
+    let mut parsed = Args {
+        host: String::from("127.0.0.1"),
+        port: 8080,
+        cores: None,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let value = args.next();
+        match (arg.as_str(), value) {
+            ("--port", Some(v)) => {
+                parsed.port = v.parse().map_err(|_| usage(&format!("bad port {v:?}")))?;
+            }
+            ("--host", Some(v)) => parsed.host = v,
+            ("--cores", Some(v)) => match v.parse() {
+                Ok(n) if n > 0 => parsed.cores = Some(n),
+                _ => return Err(usage(&format!("bad core count {v:?}"))),
+            },
+            _ => return Err(usage(&format!("unknown argument {arg:?}"))),
+        }
+    }
+    Ok(parsed)
+}
+
+fn usage(why: &str) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidInput,
+        format!("{why}; usage: hyper_server [--port PORT] [--host ADDRESS] [--cores N]"),
+    )
+}
