@@ -93,6 +93,11 @@ impl Pool {
         if mem == libc::MAP_FAILED {
             return Err(io::Error::last_os_error());
         }
+        // A forked child must not get a copy of memory the kernel has pinned for this
+        // ring (it would copy the whole pool at the fork for nothing: the child cannot
+        // use the ring). Best effort: a failure only costs that copy.
+        // SAFETY: the range is exactly the mapping just made, which nothing else uses.
+        let _ = unsafe { libc::madvise(mem, map_len, libc::MADV_DONTFORK) };
         Ok(Pool {
             ring,
             mem: NonNull::new(mem.cast()).expect("mmap returned a null mapping"),
