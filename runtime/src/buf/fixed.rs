@@ -28,8 +28,6 @@ pub(crate) const MAX_COUNT: usize = 1 << 14;
 /// The kernel's limit on the size of one registered buffer.
 pub(crate) const MAX_SIZE: usize = 1 << 30;
 
-const PAGE: usize = 4096;
-
 /// Checks `Builder::fixed_buffers`' arguments; the pool itself is made per core.
 pub(crate) fn check_config(count: u16, size: usize) -> io::Result<()> {
     if count == 0 {
@@ -76,7 +74,8 @@ impl Pool {
     /// Maps `count` buffers of `size` bytes, each starting on a page, for the ring of
     /// driver `ring`.
     pub(crate) fn new(count: u16, size: usize, ring: u64) -> io::Result<Pool> {
-        let stride = size.div_ceil(PAGE) * PAGE;
+        let page = crate::sys::page_size();
+        let stride = size.div_ceil(page) * page;
         let map_len = stride * usize::from(count);
         // SAFETY: an anonymous private mapping at an address of the kernel's choice
         // touches no existing memory.

@@ -34,8 +34,6 @@ use io_uring::types::BufRingEntry;
 /// The group id of each core's provided-buffer ring.
 pub(crate) const GROUP: u16 = 0;
 
-const PAGE: usize = 4096;
-
 /// One core's provided buffers (see the module docs).
 pub(crate) struct BufRing {
     ring: NonNull<BufRingEntry>,
@@ -67,12 +65,13 @@ impl BufRing {
             ));
         }
         let entries = count.next_power_of_two();
+        let page = crate::sys::page_size();
         let ring_layout = Layout::from_size_align(
             usize::from(entries) * std::mem::size_of::<BufRingEntry>(),
-            PAGE,
+            page,
         )
         .map_err(io::Error::other)?;
-        let bufs_layout = Layout::from_size_align(usize::from(count) * size as usize, PAGE)
+        let bufs_layout = Layout::from_size_align(usize::from(count) * size as usize, page)
             .map_err(io::Error::other)?;
         // SAFETY: both layouts have a non-zero size (count, entries and size are >= 1).
         let ring = NonNull::new(unsafe { alloc::alloc_zeroed(ring_layout) }.cast::<BufRingEntry>())

@@ -3,7 +3,7 @@
 //! makes the blocking system call on this core's thread (the same one the standard
 //! library makes), which stalls the core's other tasks for its duration.
 
-use std::ffi::CString;
+use std::ffi::{CStr, CString};
 use std::io;
 use std::os::fd::RawFd;
 use std::path::Path;
@@ -26,6 +26,11 @@ pub(crate) async fn statx(dirfd: RawFd, path: CString, flags: i32) -> io::Result
         let stat = Op::new(ops::Statx::new(dirfd, path, flags)).await?;
         return Ok(Metadata::from_statx(*stat));
     }
+    statx_blocking(dirfd, &path, flags)
+}
+
+/// `statx(2)` of `path` relative to `dirfd` as a plain, blocking system call.
+pub(crate) fn statx_blocking(dirfd: RawFd, path: &CStr, flags: i32) -> io::Result<Metadata> {
     // SAFETY: statx is plain old data; all zeroes is a valid value.
     let mut stat: libc::statx = unsafe { std::mem::zeroed() };
     // `path` is a NUL-terminated string and `stat` a live statx, both outliving the call.

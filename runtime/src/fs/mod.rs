@@ -337,7 +337,7 @@ impl File {
         // A device may accept 512-byte alignment, but a 4 KiB buffer that straddles
         // two pages costs the kernel a second page to pin and map on every transfer
         // (measured: 15-20% of the reads per second at queue depth 32).
-        AlignedBuf::with_capacity(capacity, align.memory.max(page_size()))
+        AlignedBuf::with_capacity(capacity, align.memory.max(crate::sys::page_size()))
     }
 
     /// Puts the file in this core's registered-file table, so the kernel finds it
@@ -409,13 +409,6 @@ impl File {
     }
 }
 
-/// The size of a memory page.
-fn page_size() -> usize {
-    // sysconf takes a plain integer; a failure (-1) falls back to the common size.
-    let size = crate::sys::syscall!(sysconf(libc::_SC_PAGESIZE)).unwrap_or(4096);
-    usize::try_from(size).unwrap_or(4096)
-}
-
 /// The `O_DIRECT` alignment of `fd` if it was opened with `O_DIRECT`, from a blocking
 /// `statx(2)`.
 fn direct_alignment_sync(fd: RawFd) -> Option<DioAlignment> {
@@ -424,18 +417,8 @@ fn direct_alignment_sync(fd: RawFd) -> Option<DioAlignment> {
     if flags & libc::O_DIRECT == 0 {
         return None;
     }
-    // SAFETY: statx is plain old data; all zeroes is a valid value.
-    let mut stat: libc::statx = unsafe { std::mem::zeroed() };
-    // The empty path is a NUL-terminated literal and `stat` a live statx.
-    let answer = crate::sys::syscall!(statx(
-        fd,
-        c"".as_ptr(),
-        libc::AT_EMPTY_PATH,
-        STATX_MASK,
-        &mut stat
-    ));
-    Some(match answer {
-        Ok(_) => Metadata::from_statx(stat).dio_alignment_or_guess(),
+    Some(match dir::statx_blocking(fd, c"", libc::AT_EMPTY_PATH) {
+        Ok(meta) => meta.dio_alignment_or_guess(),
         Err(_) => DioAlignment {
             memory: 4096,
             offset: 4096,

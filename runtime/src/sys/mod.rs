@@ -10,6 +10,7 @@
 //! - [`uring`], `io_uring_enter` with every flag decided by the caller;
 //! - [`affinity`], the CPUs a thread may run on, read and restored;
 //! - [`dup`], a close-on-exec duplicate of an fd;
+//! - [`page_size`], the size of a memory page;
 //! - [`socket`], socket addresses in the kernel's layout and the socket calls that
 //!   stay synchronous (bind, listen, options).
 //!
@@ -72,6 +73,13 @@ pub(crate) fn memlock_limit() -> Option<u64> {
     // getrlimit writes into the rlimit we pass, which lives for the call.
     syscall!(getrlimit(libc::RLIMIT_MEMLOCK, &mut lim)).ok()?;
     (lim.rlim_cur != libc::RLIM_INFINITY).then_some(lim.rlim_cur)
+}
+
+/// The size of a memory page (`sysconf(_SC_PAGESIZE)`; 4096 if it cannot say).
+pub(crate) fn page_size() -> usize {
+    // sysconf takes a plain integer.
+    let size = syscall!(sysconf(libc::_SC_PAGESIZE)).unwrap_or(4096);
+    usize::try_from(size).unwrap_or(4096)
 }
 
 /// A close-on-exec duplicate of `fd`, which keeps the file open as long as it lives.
