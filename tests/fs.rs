@@ -7,7 +7,9 @@ use std::rc::Rc;
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use runtime::fs::{self, File, OpenOptions};
-use tests::{assert_same_bytes, open_fds, pattern, poll_once, rt, settle_fds, within, TempDir};
+use tests::{
+    assert_same_bytes, create_rw, open_fds, pattern, poll_once, rt, settle_fds, within, TempDir,
+};
 
 /// Tests that count this process's fds hold this exclusively; every other test holds
 /// it shared, so no fd opens or closes under a count.
@@ -73,14 +75,7 @@ fn ten_thousand_random_writes_and_reads_match_a_model() {
     let dir = TempDir::new("fs-model");
     let path = dir.join("data");
     rt().block_on(within("the random ops", async {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&path)
-            .await
-            .unwrap();
+        let file = create_rw(&path).await;
         let mut model: Vec<u8> = Vec::new();
         let mut rng = Rng(0x1234_5678_9abc_def1);
         for i in 0..10_000u64 {
@@ -286,14 +281,7 @@ fn set_len_and_fallocate_change_the_length() {
     let dir = TempDir::new("fs-len");
     let path = dir.join("data");
     rt().block_on(within("the resizes", async {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&path)
-            .await
-            .unwrap();
+        let file = create_rw(&path).await;
         file.set_len(10_000).await.unwrap();
         assert_eq!(file.metadata().await.unwrap().len(), 10_000);
         file.set_len(10).await.unwrap();
@@ -408,14 +396,7 @@ fn vectored_reads_and_writes_at_an_offset_fill_buffers_in_order() {
     let dir = TempDir::new("fs-vectored");
     let path = dir.join("data");
     rt().block_on(within("the vectored I/O", async {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&path)
-            .await
-            .unwrap();
+        let file = create_rw(&path).await;
         let data = pattern(10_000, 4);
         let parts = vec![
             data[..3000].to_vec(),

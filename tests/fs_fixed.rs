@@ -13,7 +13,9 @@ use std::rc::Rc;
 use runtime::buf::{FixedBuf, FixedBufPool, IoBuf};
 use runtime::fs::{File, OpenOptions};
 use runtime::net::{TcpListener, TcpStream};
-use tests::{assert_same_bytes, pattern, pipe, poll_once, within, TempDir, TrackedBuf, BOUND};
+use tests::{
+    assert_same_bytes, create_rw, pattern, pipe, poll_once, within, TempDir, TrackedBuf, BOUND,
+};
 
 fn rt_with_pool(count: u16, size: usize) -> runtime::Runtime {
     runtime::Builder::new()
@@ -57,14 +59,7 @@ fn fixed_buffers_round_trip_through_a_file() {
             (pool.capacity(), pool.available(), pool.buf_size()),
             (4, 4, SIZE)
         );
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&path)
-            .await
-            .unwrap();
+        let file = create_rw(&path).await;
         let data = pattern(3 * SIZE, 21);
         for (i, chunk) in data.chunks(SIZE).enumerate() {
             let buf = filled(&pool, chunk).await;

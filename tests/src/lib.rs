@@ -95,6 +95,18 @@ pub fn pipe() -> (std::os::fd::OwnedFd, std::os::fd::OwnedFd) {
     }
 }
 
+/// An empty file at `path` (truncated if it exists), open for reading and writing.
+pub async fn create_rw(path: &std::path::Path) -> runtime::fs::File {
+    runtime::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(path)
+        .await
+        .unwrap_or_else(|e| panic!("create {}: {e}", path.display()))
+}
+
 /// A runtime of one unpinned core, for tests (pinning would crowd the tests, which
 /// run in parallel, onto one CPU).
 pub fn rt() -> runtime::Runtime {
