@@ -27,6 +27,9 @@ fn a_dropped_read_frees_its_buffer_only_after_its_cqe() {
         let read = Box::pin(rx.read_at(buf, 0));
         let (out, read) = poll_once(read).await;
         assert!(out.is_none(), "an empty pipe has nothing to read");
+        // A turn of the ring hands the read to the kernel (dropped before, it would be
+        // withdrawn unrun: tests/cancel_unsubmitted.rs).
+        runtime::yield_now().await;
         let completed_before = runtime::stats().ops_completed;
         drop(read);
         assert_eq!(
@@ -94,11 +97,13 @@ fn dropping_files_and_cancelled_ops_leaks_no_fd() {
             let (rx, tx) = pipe();
             let rx = File::from_std(rx);
             let _tx = File::from_std(tx);
+            // Dropped before its submission (withdrawn) and after it (cancelled).
             let read = Box::pin(rx.read_at(vec![0u8; 0].into_boxed_slice(), 0));
             let (_, read) = poll_once(read).await;
             drop(read);
             let read = Box::pin(rx.read_at(Vec::with_capacity(4), 0));
             let (_, read) = poll_once(read).await;
+            runtime::yield_now().await;
             drop(read);
         }
         // Closing goes through the ring: let those ops complete.

@@ -57,17 +57,22 @@ fn recv_stream_survives_an_empty_buffer_ring_and_loses_nothing() {
         });
         let mut received = Vec::with_capacity(TOTAL);
         let mut held = Vec::with_capacity(COUNT);
-        let mut waited_while_exhausted = 0;
+        let mut own_buffers = 0;
         let mut chunks = server.recv_stream();
         loop {
             if held.len() == COUNT {
-                // Every provided buffer is in our hands: the kernel has none to fill,
-                // so the stream must wait (not fail, not end) until one comes back.
-                let (out, _) = poll_once(next(&mut chunks)).await;
-                match out {
-                    None => waited_while_exhausted += 1,
-                    Some(None) => assert_eq!(received.len(), TOTAL, "ended early"),
-                    Some(Some(item)) => panic!("an item with every buffer held: {item:?}"),
+                // Every provided buffer is in our hands: the kernel has none to fill.
+                // The stream neither fails nor ends nor stalls: it receives into
+                // buffers of its own until one comes back.
+                let chunk = within("a chunk with every buffer held", next(&mut chunks)).await;
+                match chunk {
+                    None => assert_eq!(received.len(), TOTAL, "ended early"),
+                    Some(buf) => {
+                        let buf = buf.expect("an empty buffer ring is not an error");
+                        assert!(!buf.is_provided(), "a provided buffer while all are held");
+                        own_buffers += 1;
+                        received.extend_from_slice(&buf);
+                    }
                 }
                 held.clear();
             }
@@ -77,14 +82,19 @@ fn recv_stream_survives_an_empty_buffer_ring_and_loses_nothing() {
                     let buf = buf.expect("an empty buffer ring is not an error");
                     assert!(buf.len() <= SIZE);
                     received.extend_from_slice(&buf);
-                    held.push(buf);
+                    if buf.is_provided() {
+                        held.push(buf);
+                    } else {
+                        own_buffers += 1;
+                    }
                 }
             }
         }
         drop(held);
         assert!(
-            waited_while_exhausted >= TOTAL / (COUNT * SIZE) - 1,
-            "the ring ran dry at every round ({waited_while_exhausted} times)"
+            own_buffers >= TOTAL / (COUNT * SIZE) / 2,
+            "the ring ran dry at most rounds, yet only {own_buffers} chunks came in the \
+             stream's own buffers"
         );
         assert_same_bytes("what recv_stream yielded", &received, &data);
         assert!(next(&mut chunks).await.is_none(), "it stays ended");

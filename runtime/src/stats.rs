@@ -30,6 +30,7 @@ impl Counter {
 #[repr(align(128))]
 pub(crate) struct Counters {
     pub(crate) ops_submitted: Counter,
+    pub(crate) ops_withdrawn: Counter,
     pub(crate) ops_completed: Counter,
     pub(crate) enters: Counter,
     pub(crate) cqes: Counter,
@@ -44,6 +45,7 @@ impl Counters {
     pub(crate) fn snapshot(&self) -> CoreStats {
         CoreStats {
             ops_submitted: self.ops_submitted.get(),
+            ops_withdrawn: self.ops_withdrawn.get(),
             ops_completed: self.ops_completed.get(),
             enters: self.enters.get(),
             cqes_reaped: self.cqes.get(),
@@ -73,6 +75,9 @@ impl Counters {
 pub struct CoreStats {
     /// Operations queued for the kernel.
     pub ops_submitted: u64,
+    /// Operations dropped before their submission reached the kernel, and so taken
+    /// back unrun (counted in `ops_submitted` too, never in `ops_completed`).
+    pub ops_withdrawn: u64,
     /// Operations whose final completion was reaped.
     pub ops_completed: u64,
     /// `io_uring_enter` calls.

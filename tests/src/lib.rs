@@ -230,9 +230,20 @@ pub fn raise_fd_limit(wanted: u64) -> Result<(), String> {
         return Ok(());
     }
     if limit.rlim_max < wanted {
+        // Only a privileged process may raise the hard limit (up to fs.nr_open).
+        let raised = libc::rlimit {
+            rlim_cur: wanted,
+            rlim_max: wanted,
+        };
+        // SAFETY: setrlimit reads the rlimit we pass.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            return Ok(());
+        }
         return Err(format!(
-            "RLIMIT_NOFILE's hard limit is {}, below the {wanted} fds needed",
-            limit.rlim_max
+            "RLIMIT_NOFILE's hard limit is {}, below the {wanted} fds needed, and this \
+             process may not raise it ({})",
+            limit.rlim_max,
+            std::io::Error::last_os_error()
         ));
     }
     limit.rlim_cur = limit.rlim_max;

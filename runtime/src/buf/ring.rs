@@ -10,9 +10,16 @@
 //!
 //! - **the kernel's**: its descriptor sits between the kernel's head and our tail. The
 //!   kernel may write into it until it posts the CQE that names its buffer id.
+//! - **a CQE's**: the kernel filled it and posted a CQE naming it, which waits in the
+//!   queue of a stream that has not taken it yet.
 //! - **a [`RecvBuf`]'s**: the CQE named it; the kernel will not touch it again until it
 //!   is published anew, which only `RecvBuf`'s drop does. So the bytes a `RecvBuf` shows
 //!   are stable and readable without synchronisation.
+//!
+//! The ring counts the buffers in the last two hands, so a stream that found it empty
+//! (`-ENOBUFS`) knows without asking the kernel whether re-arming could succeed; while
+//! none is free it receives into a buffer of its own instead (see `RecvStreamState`),
+//! so a stream that leaves its completions unread never stalls another.
 //!
 //! The tail is written by this core only (with a release store, so the kernel sees the
 //! descriptor before the tail that publishes it); the head is the kernel's. The blocks
@@ -20,14 +27,13 @@
 //! which is after the driver unregistered the ring (or the ring fd was closed).
 
 use std::alloc::{self, Layout};
-use std::cell::{Cell, RefCell};
+use std::cell::Cell;
 use std::fmt;
 use std::io;
 use std::ops::Deref;
 use std::ptr::NonNull;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU16, Ordering};
-use std::task::Waker;
 
 use io_uring::types::BufRingEntry;
 
@@ -48,8 +54,8 @@ pub(crate) struct BufRing {
     tail: Cell<u16>,
     /// Buffers held by `RecvBuf`s.
     out: Cell<u16>,
-    /// Streams that found the ring empty (`-ENOBUFS`) and wait for a buffer back.
-    waiters: RefCell<Vec<Waker>>,
+    /// Buffers named by CQEs that no op has taken yet.
+    in_cqes: Cell<u16>,
 }
 
 impl BufRing {
@@ -95,7 +101,7 @@ impl BufRing {
             size,
             tail: Cell::new(0),
             out: Cell::new(0),
-            waiters: RefCell::new(Vec::new()),
+            in_cqes: Cell::new(0),
         };
         for bid in 0..count {
             this.publish(bid);
@@ -113,14 +119,23 @@ impl BufRing {
         self.entries
     }
 
-    /// Buffers in the ring.
-    pub(crate) fn count(&self) -> u16 {
-        self.count
+    /// The size of each buffer.
+    pub(crate) fn size(&self) -> u32 {
+        self.size
     }
 
-    /// Buffers held by the application (not available to the kernel).
-    pub(crate) fn out(&self) -> u16 {
-        self.out.get()
+    /// Buffers the kernel may still pick: neither held by a `RecvBuf` nor named by a
+    /// CQE waiting to be taken.
+    pub(crate) fn available(&self) -> u16 {
+        self.count
+            .saturating_sub(self.out.get())
+            .saturating_sub(self.in_cqes.get())
+    }
+
+    /// A CQE naming a buffer was reaped; [`take`](Self::take) follows when an op takes
+    /// it.
+    pub(crate) fn named_by_cqe(&self) {
+        self.in_cqes.set(self.in_cqes.get().saturating_add(1));
     }
 
     /// Takes buffer `bid`, which the kernel filled with `len` bytes (a CQE named it).
@@ -128,6 +143,7 @@ impl BufRing {
     /// `None` for an id or length out of range (a kernel that broke its word): the
     /// buffer, if any, is published again rather than trusted.
     pub(crate) fn take(self: &Rc<Self>, bid: u16, len: u32) -> Option<RecvBuf> {
+        self.in_cqes.set(self.in_cqes.get().saturating_sub(1));
         if bid >= self.count || len > self.size {
             if bid < self.count {
                 self.publish(bid);
@@ -135,28 +151,16 @@ impl BufRing {
             return None;
         }
         self.out.set(self.out.get() + 1);
-        Some(RecvBuf {
+        Some(RecvBuf(Held::Ring {
             ring: self.clone(),
             bid,
             len,
-        })
-    }
-
-    /// Registers a stream to wake when a buffer comes back.
-    pub(crate) fn wait_for_buffer(&self, waker: &Waker) {
-        let mut waiters = self.waiters.borrow_mut();
-        if !waiters.iter().any(|w| w.will_wake(waker)) {
-            waiters.push(waker.clone());
-        }
+        }))
     }
 
     fn give_back(&self, bid: u16) {
         self.out.set(self.out.get() - 1);
         self.publish(bid);
-        let waiters = std::mem::take(&mut *self.waiters.borrow_mut());
-        for waker in waiters {
-            waker.wake();
-        }
     }
 
     /// Hands buffer `bid` to the kernel: fills the descriptor at the tail, then moves
@@ -211,6 +215,7 @@ impl fmt::Debug for BufRing {
             .field("count", &self.count)
             .field("size", &self.size)
             .field("out", &self.out.get())
+            .field("in_cqes", &self.in_cqes.get())
             .finish()
     }
 }
@@ -229,19 +234,47 @@ fn alloc_failed(layout: Layout) -> io::Error {
 /// `Builder::recv_buffers`). Dropping it hands the buffer back to the kernel.
 ///
 /// It derefs to the received bytes. Hold it only as long as needed: while every buffer
-/// is held, the core's multishot receives wait for one to come back.
-pub struct RecvBuf {
-    ring: Rc<BufRing>,
-    bid: u16,
-    len: u32,
+/// is held (by `RecvBuf`s, or by completions a stream has not read yet), receive
+/// streams on the core receive into buffers of their own, one receive at a time,
+/// which costs an allocation and a ring round trip per chunk.
+pub struct RecvBuf(Held);
+
+enum Held {
+    /// One of the ring's buffers, `len` bytes filled.
+    Ring {
+        ring: Rc<BufRing>,
+        bid: u16,
+        len: u32,
+    },
+    /// A buffer of the stream's own, received into while the ring had none free.
+    Owned(Vec<u8>),
 }
 
 impl RecvBuf {
+    /// Bytes received into a buffer of the stream's own.
+    pub(crate) fn owned(bytes: Vec<u8>) -> RecvBuf {
+        RecvBuf(Held::Owned(bytes))
+    }
+
+    /// Whether the bytes are in one of the core's provided buffers; `false` when they
+    /// were received into a buffer of the stream's own because every provided buffer
+    /// was taken (a sign that `Builder::recv_buffers` is too small for the load, or
+    /// that some stream leaves its data unread).
+    pub fn is_provided(&self) -> bool {
+        matches!(self.0, Held::Ring { .. })
+    }
+
     /// The received bytes.
     pub fn as_slice(&self) -> &[u8] {
-        // SAFETY: the CQE that named this buffer reported `len` <= size bytes written;
-        // the kernel will not write into it again until our drop publishes it.
-        unsafe { std::slice::from_raw_parts(self.ring.buf_ptr(self.bid), self.len as usize) }
+        match &self.0 {
+            // SAFETY: the CQE that named this buffer reported `len` <= size bytes
+            // written; the kernel will not write into it again until our drop
+            // publishes it.
+            Held::Ring { ring, bid, len } => unsafe {
+                std::slice::from_raw_parts(ring.buf_ptr(*bid), *len as usize)
+            },
+            Held::Owned(bytes) => bytes,
+        }
     }
 }
 
@@ -260,30 +293,40 @@ impl AsRef<[u8]> for RecvBuf {
 
 impl fmt::Debug for RecvBuf {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RecvBuf")
-            .field("bid", &self.bid)
-            .field("len", &self.len)
-            .finish()
+        match &self.0 {
+            Held::Ring { bid, len, .. } => f
+                .debug_struct("RecvBuf")
+                .field("bid", bid)
+                .field("len", len)
+                .finish(),
+            Held::Owned(bytes) => f
+                .debug_struct("RecvBuf")
+                .field("owned", &bytes.len())
+                .finish(),
+        }
     }
 }
 
 impl Drop for RecvBuf {
     fn drop(&mut self) {
-        self.ring.give_back(self.bid);
+        if let Held::Ring { ring, bid, .. } = &self.0 {
+            ring.give_back(*bid);
+        }
     }
 }
 
 // SAFETY: the received bytes live in the ring's buffer block, which does not move and
-// stays allocated while this RecvBuf holds its Rc; none of it is written while the
-// RecvBuf exists (module docs).
+// stays allocated while this RecvBuf holds its Rc, and none of it is written while
+// the RecvBuf exists (module docs); or in the RecvBuf's own Vec, whose heap block does
+// not move with it.
 unsafe impl super::IoBuf for RecvBuf {
     fn stable_ptr(&self) -> *const u8 {
-        self.ring.buf_ptr(self.bid)
+        self.as_slice().as_ptr()
     }
     fn bytes_init(&self) -> usize {
-        self.len as usize
+        self.as_slice().len()
     }
     fn bytes_total(&self) -> usize {
-        self.len as usize
+        self.as_slice().len()
     }
 }

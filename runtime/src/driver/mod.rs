@@ -7,9 +7,9 @@
 //! keeps their memory safe.
 
 use std::cell::{Cell, RefCell};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
@@ -23,7 +23,7 @@ use crate::buf::fixed::Pool;
 use crate::buf::ring::{self, BufRing};
 use crate::stats::Counters;
 use crate::sys::probe::Probe;
-use crate::sys::uring::{RingFd, ENTER_GETEVENTS, ENTER_SQ_WAKEUP};
+use crate::sys::uring::{RingFd, ENTER_GETEVENTS, ENTER_SQ_WAIT, ENTER_SQ_WAKEUP};
 
 mod files;
 mod op;
@@ -42,6 +42,8 @@ const MSG_UD: u64 = u64::MAX - 2;
 /// Low half of the `user_data` of a `MSG_RING` this ring sent (the high half is the
 /// target core); its CQE comes only if it failed (or without `CQE_SKIP_SUCCESS`).
 const MSG_SENT_LOW: u32 = u32::MAX - 3;
+/// `user_data` of a queued SQE whose op was withdrawn: it is skipped, never submitted.
+const WITHDRAWN_UD: u64 = u64::MAX - 4;
 
 const fn msg_sent_ud(core: u16) -> u64 {
     (core as u64) << 32 | MSG_SENT_LOW as u64
@@ -126,6 +128,17 @@ struct Inner {
     sqpoll: bool,
     ops: Slab<OpSlot>,
     generation: u32,
+    /// SQEs queued since the last submission, in order; the kernel has not seen them.
+    /// A turn of the ring hands them all over (see [`Inner::submit`]).
+    pending: Vec<Entry>,
+    /// Submissions so far: a slot whose `epoch` is this one has its SQE in `pending`.
+    /// 64 bits, so it never wraps back to the epoch of an op still in flight.
+    epoch: u64,
+    /// Ops dropped in flight (`Ignored`) per socket they work on, for hand-offs to wait
+    /// for (see [`Driver::release_fd`]).
+    orphans: HashMap<RawFd, u32>,
+    /// The provided-buffer ring, to count the buffers that CQEs name.
+    bufs: Option<Rc<BufRing>>,
     /// Ops the kernel may still be working on: slots that are not `Completed`, and the
     /// wake-up read.
     in_flight: usize,
@@ -144,7 +157,8 @@ struct Inner {
     closed: bool,
     /// `MSG_RING` may be sent from this ring (the kernel has it and the builder allows it).
     msg_ring: bool,
-    /// Whether a successful `MSG_RING` posts no CQE to this ring (`CQE_SKIP_SUCCESS`).
+    /// Whether a successful `MSG_RING` posts no CQE to this ring (`CQE_SKIP_SUCCESS`);
+    /// cancels skip theirs too.
     msg_skip: bool,
     /// Cores whose `MSG_RING` failed: the executor wakes them another way.
     msg_failed: Vec<u16>,
@@ -214,6 +228,7 @@ impl Driver {
                 .map(Rc::new)
                 .map_err(Missing::Failed),
         };
+        let bufs = recv_ring.as_ref().ok().cloned();
         Ok(Driver {
             id,
             recv_ring,
@@ -225,6 +240,10 @@ impl Driver {
                 sqpoll: sqpoll_ms.is_some(),
                 ops: Slab::with_capacity(entries as usize),
                 generation: 0,
+                pending: Vec::with_capacity(entries as usize),
+                epoch: 0,
+                orphans: HashMap::new(),
+                bufs,
                 in_flight: 0,
                 timers: BTreeMap::new(),
                 timer_seq: 0,
@@ -307,7 +326,8 @@ impl Driver {
         if inner.msg_skip {
             entry = entry.flags(squeue::Flags::SKIP_SUCCESS);
         }
-        inner.push(&entry).is_ok()
+        inner.pending.push(entry);
+        true
     }
 
     /// Whether a turn would find something without waiting: CQEs posted, completions
@@ -339,7 +359,49 @@ impl Driver {
     /// Submits what is queued without waiting, e.g. wake messages queued by a future
     /// that is about to return from `block_on`.
     pub(crate) fn flush(&self) {
-        self.inner.borrow_mut().flush();
+        self.inner.borrow_mut().submit(false, None);
+    }
+
+    /// Hands every queued SQE to the kernel and returns once the kernel has taken them
+    /// all (with SQPOLL too): from then on no SQE of this ring can name an fd that is
+    /// closed or handed off afterwards.
+    pub(crate) fn submit_all(&self) {
+        if let Ok(mut inner) = self.inner.try_borrow_mut() {
+            inner.submit_all();
+        }
+    }
+
+    /// Readies `fd` to leave the runtime (`into_std`): every queued SQE goes to the
+    /// kernel while the fd is still ours, and the last CQE of every dropped op still in
+    /// flight on it is waited for (their cancels are on the way), so no op of ours acts
+    /// on the socket once its new owner has it.
+    pub(crate) fn release_fd(&self, fd: RawFd) {
+        let mut last_cancel = Instant::now();
+        loop {
+            let (ready, finished) = {
+                let mut inner = self.inner.borrow_mut();
+                inner.submit_all();
+                if !inner.orphans.contains_key(&fd) {
+                    return;
+                }
+                if last_cancel.elapsed() >= SHUTDOWN_RECANCEL {
+                    inner.cancel_orphans(fd);
+                    last_cancel = Instant::now();
+                }
+                inner.submit(true, Some(SHUTDOWN_RECANCEL));
+                inner.reap();
+                (
+                    std::mem::take(&mut inner.ready),
+                    std::mem::take(&mut inner.finished),
+                )
+            };
+            for waker in ready {
+                waker.wake();
+            }
+            for (op, cqe) in finished {
+                op.finish(cqe);
+            }
+        }
     }
 
     /// Queues `entry` for the kernel (the next turn submits it) and returns its token.
@@ -351,15 +413,16 @@ impl Driver {
 
     /// Queues an op nobody will await: its slot owns it from the start and drops its
     /// output at the CQE. Used for closing fds behind ops that may still name them.
-    pub(crate) fn submit_detached<T: Completable>(&self, mut data: T) -> io::Result<()> {
+    /// Hands the op back if the driver takes no more (it is shutting down).
+    pub(crate) fn submit_detached<T: Completable>(&self, mut data: T) -> Result<(), T> {
         let entry = data.prepare();
-        let queued = self
-            .inner
-            .borrow_mut()
-            .queue(entry, Lifecycle::Ignored(Box::new(data)));
-        // An op that was never queued was never seen by the kernel: its resources are
-        // dropped here, after the driver's borrow has ended.
-        queued.map(drop).map_err(|(e, _unqueued)| e)
+        let mut inner = self.inner.borrow_mut();
+        if inner.closed {
+            return Err(data);
+        }
+        let queued = inner.queue(entry, Lifecycle::Ignored(Box::new(data)));
+        debug_assert!(queued.is_ok(), "an open driver always queues");
+        Ok(())
     }
 
     /// Queues the SQE of a multishot op; its CQEs queue up in the slot.
@@ -401,22 +464,30 @@ impl Driver {
     }
 
     /// A multishot op's stream is gone: release what its queued CQEs carry, and keep
-    /// the op in its slot until the last CQE if the kernel is not done with it.
+    /// the op in its slot until the last CQE if the kernel is not done with it; or, if
+    /// its SQE was never submitted, withdraw it.
     pub(super) fn abandon_multi<T: Multishot>(&self, token: Token, data: T) {
-        let mut data: Box<dyn Abandoned> = Box::new(op::AbandonedMulti(data));
         let (mut queued, removed) = {
-            let mut inner = self.inner.borrow_mut();
-            let Some(OpSlot {
-                state: Lifecycle::Streaming(stream),
-                ..
-            }) = inner.ops.get_mut(token.index())
-            else {
+            let mut guard = self.inner.borrow_mut();
+            let inner = &mut *guard;
+            let Some(slot) = inner.ops.get_mut(token.index()) else {
+                unreachable!("an in-flight op always has its slot")
+            };
+            if slot.epoch == inner.epoch {
+                let slot = inner.withdraw(token.index());
+                // Foreign code (the waker, the op's resources) runs after the borrow.
+                drop(guard);
+                drop((slot, data));
+                return;
+            }
+            let Lifecycle::Streaming(stream) = &mut slot.state else {
                 unreachable!("a live multishot op's slot is streaming")
             };
             let queued = std::mem::take(&mut stream.cqes);
             let ended = queued.back().is_some_and(|cqe| !has_more(cqe.flags));
             (queued, ended.then(|| inner.ops.remove(token.index())))
         };
+        let mut data: Box<dyn Abandoned> = Box::new(op::AbandonedMulti(data));
         // Released outside the driver's borrow, like every waker and abandoned op.
         let ended = removed.is_some();
         drop(removed);
@@ -427,15 +498,20 @@ impl Driver {
         if let Some(last) = last {
             return data.finish(last);
         }
-        let mut inner = self.inner.borrow_mut();
+        let mut guard = self.inner.borrow_mut();
+        let inner = &mut *guard;
         let Some(slot) = inner.ops.get_mut(token.index()) else {
             unreachable!("an in-flight op always has its slot")
         };
+        let fd = data.fd();
         let replaced = std::mem::replace(&mut slot.state, Lifecycle::Ignored(data));
+        if let Some(fd) = fd {
+            *inner.orphans.entry(fd).or_insert(0) += 1;
+        }
         if !inner.closed {
             inner.cancel(token.0);
         }
-        drop(inner);
+        drop(guard);
         drop(replaced);
     }
 
@@ -464,24 +540,41 @@ impl Driver {
         Poll::Pending
     }
 
-    /// The op's future is gone: free its resources now if the kernel is done with them,
-    /// or keep them in the slot until the CQE and ask the kernel to cancel.
+    /// The op's future is gone: free its resources now if the kernel is done with them
+    /// or never saw them (the SQE was not submitted yet: it is withdrawn), or keep them
+    /// in the slot until the CQE and ask the kernel to cancel.
     pub(super) fn abandon<T: Completable>(&self, token: Token, data: T) {
-        let mut inner = self.inner.borrow_mut();
+        let mut guard = self.inner.borrow_mut();
+        let inner = &mut *guard;
         let Some(slot) = inner.ops.get_mut(token.index()) else {
             unreachable!("an in-flight op always has its slot")
         };
         if let Lifecycle::Completed(cqe) = slot.state {
             inner.ops.remove(token.index());
-            drop(inner);
+            drop(guard);
             // Rule 2: an output that owns a resource (an fd) closes it when dropped.
             drop(data.complete(cqe.into_result(), cqe.flags));
             return;
         }
-        slot.state = Lifecycle::Ignored(Box::new(data));
-        if !inner.closed {
+        let unsubmitted = slot.epoch == inner.epoch;
+        if unsubmitted && !T::RUN_IF_DROPPED {
+            let slot = inner.withdraw(token.index());
+            // The slot's waker and the op's resources are dropped after the borrow: both
+            // may run foreign code that calls back into the driver.
+            drop(guard);
+            drop((slot, data));
+            return;
+        }
+        let fd = data.fd();
+        let waiting = std::mem::replace(&mut slot.state, Lifecycle::Ignored(Box::new(data)));
+        if let Some(fd) = fd {
+            *inner.orphans.entry(fd).or_insert(0) += 1;
+        }
+        if !unsubmitted && !T::RUN_IF_DROPPED && !inner.closed {
             inner.cancel(token.0);
         }
+        drop(guard);
+        drop(waiting);
     }
 
     /// One turn of the ring: submit what is queued; if `park`, wait for a completion or
@@ -493,7 +586,7 @@ impl Driver {
             if park {
                 inner.park();
             } else {
-                inner.flush();
+                inner.submit(false, None);
             }
             inner.reap();
             if !inner.timers.is_empty() {
@@ -554,8 +647,18 @@ impl Driver {
 
     /// Cancels every op in flight and waits for all their CQEs, so that nothing the
     /// kernel may still write is freed (rule 6). Ops submitted after this fail.
+    ///
+    /// Each op is cancelled once: those dropped in flight had their cancel queued then,
+    /// the others get theirs here. Ops that outlive their cancel (not yet cancellable
+    /// when it came, or ignoring it for a while) are cancelled again, all at once, only
+    /// once `SHUTDOWN_RECANCEL` has passed without a completion: cancelling everything
+    /// again while completions still flow would bury them under cancels. (One cancel
+    /// of every request, `ASYNC_CANCEL_ANY | ALL`, is no cheaper: the kernel looks for
+    /// each next match from the start of its table, where the requests it has already
+    /// cancelled still sit until their completions run, so it is quadratic.)
     pub(crate) fn shutdown(&self) {
         let mut last_cancel = None::<Instant>;
+        let mut last_progress = Instant::now();
         loop {
             let (ready, finished) = {
                 let mut inner = self.inner.borrow_mut();
@@ -563,12 +666,26 @@ impl Driver {
                 if inner.in_flight == 0 {
                     break;
                 }
-                if last_cancel.is_none_or(|t| t.elapsed() >= SHUTDOWN_RECANCEL) {
-                    inner.cancel_all();
+                let again = match last_cancel {
+                    None => Some(false),
+                    Some(t)
+                        if t.elapsed() >= SHUTDOWN_RECANCEL
+                            && last_progress.elapsed() >= SHUTDOWN_RECANCEL =>
+                    {
+                        Some(true)
+                    }
+                    Some(_) => None,
+                };
+                if let Some(again) = again {
+                    inner.cancel_all(again);
                     last_cancel = Some(Instant::now());
                 }
-                inner.wait(Some(SHUTDOWN_RECANCEL));
+                let before = inner.counters.cqes.get();
+                inner.submit(true, Some(SHUTDOWN_RECANCEL));
                 inner.reap();
+                if inner.counters.cqes.get() != before {
+                    last_progress = Instant::now();
+                }
                 (
                     std::mem::take(&mut inner.ready),
                     std::mem::take(&mut inner.finished),
@@ -580,10 +697,29 @@ impl Driver {
             }
         }
         let mut inner = self.inner.borrow_mut();
+        // Messages to other cores queued last still go out.
+        inner.submit(false, None);
         let timers = std::mem::take(&mut inner.timers);
         let ready = std::mem::take(&mut inner.ready);
         drop(inner);
         drop((timers, ready));
+    }
+}
+
+/// Closes `fd` behind every SQE already queued on this thread's ring, with an
+/// `IORING_OP_CLOSE` queued after them: the number is freed only once the ops that name
+/// it have taken their reference to the file (rule 5). Outside a running core nothing
+/// can be queued on the fd (each core hands everything it queued to the kernel before
+/// it leaves the thread, even by a panic), so it is closed at once.
+pub(crate) fn close(fd: OwnedFd) {
+    let Some(driver) = current() else {
+        return drop(fd);
+    };
+    if let Err(close) = driver.submit_detached(ops::Close::new(fd)) {
+        // Shutting down, nothing new is queued: every SQE queued so far goes to the
+        // kernel first, so none is left to name the number once it is free.
+        driver.submit_all();
+        drop(close);
     }
 }
 
@@ -665,6 +801,12 @@ pub(crate) struct EnterGuard {
 
 impl Drop for EnterGuard {
     fn drop(&mut self) {
+        // What this core queued goes to the kernel before the thread leaves the core,
+        // by a return or a panic: a socket dropped outside the core is closed at once,
+        // and no queued SQE may name its number then.
+        if let Some(driver) = current() {
+            driver.submit_all();
+        }
         CURRENT_ID.with(|c| c.set(self.prev_id));
         let prev = self.prev.take();
         let mine = CURRENT.with(|c| std::mem::replace(&mut *c.borrow_mut(), prev));
@@ -677,67 +819,160 @@ impl Drop for EnterGuard {
 pub(crate) struct TimerKey((Instant, u64));
 
 impl Inner {
-    /// Gives `entry` a slot in `state` and queues it; on failure hands the slot back
-    /// (for the caller to drop once the driver is no longer borrowed).
-    fn queue(&mut self, entry: Entry, state: Lifecycle) -> Result<Token, (io::Error, OpSlot)> {
+    /// Gives `entry` a slot in `state` and queues it; on failure (the driver is shutting
+    /// down) hands the state back, for the caller to drop once the driver is no longer
+    /// borrowed.
+    fn queue(
+        &mut self,
+        mut entry: Entry,
+        state: Lifecycle,
+    ) -> Result<Token, (io::Error, Lifecycle)> {
         if self.closed {
             let e = io::Error::other("the runtime is shutting down");
-            return Err((
-                e,
-                OpSlot {
-                    generation: 0,
-                    state,
-                },
-            ));
+            return Err((e, state));
         }
         self.generation = self.generation.wrapping_add(1);
         let generation = self.generation;
-        let index = self.ops.insert(OpSlot { generation, state });
-        let token = Token::new(index, generation);
-        if let Err(e) = self.push(&entry.user_data(token.0)) {
-            return Err((e, self.ops.remove(index)));
-        }
+        let vacant = self.ops.vacant_entry();
+        let token = Token::new(vacant.key(), generation);
+        entry.set_user_data(token.0);
+        // An index into `pending`, which cannot outgrow u32 (each entry is 64 bytes).
+        let sqe = self.pending.len() as u32;
+        vacant.insert(OpSlot {
+            generation,
+            epoch: self.epoch,
+            sqe,
+            state,
+        });
+        self.pending.push(entry);
         self.in_flight += 1;
         self.counters.ops_submitted.add(1);
         Ok(token)
     }
 
-    /// Pushes an SQE, handing full queues to the kernel first. Never panics: an SQE
-    /// that cannot be queued after repeated flushes is an error for its op.
-    fn push(&mut self, entry: &Entry) -> io::Result<()> {
-        for _ in 0..16 {
-            // SAFETY: rule 1: every pointer in `entry` is into memory owned by its op
-            // (held by the op future, or by an `Ignored` slot) or by the driver (the
-            // wake-up buffer), and stays valid until the op's final CQE is reaped.
-            if unsafe { self.ring.submission().push(entry) }.is_ok() {
-                return Ok(());
-            }
-            self.submit_queued()?;
-            if self.sqpoll && self.ring.submission().is_full() {
-                // The SQ thread has not caught up: wait for it to make room.
-                let _ = self.ring.submitter().squeue_wait();
-            }
-        }
-        Err(io::Error::new(
-            io::ErrorKind::WouldBlock,
-            "the submission queue stayed full: the kernel is not taking new operations",
-        ))
+    /// Takes back the op in slot `index`, whose SQE is still in `pending` (its epoch is
+    /// the current one): the entry is skipped at the next submission, so the kernel
+    /// never sees it. Returns the slot, for the caller to drop after the borrow.
+    fn withdraw(&mut self, index: usize) -> OpSlot {
+        let slot = self.ops.remove(index);
+        debug_assert_eq!(slot.epoch, self.epoch);
+        let entry = &mut self.pending[slot.sqe as usize];
+        debug_assert_eq!(
+            entry.get_user_data(),
+            Token::new(index, slot.generation).0,
+            "a slot's queue entry is its own"
+        );
+        entry.set_user_data(WITHDRAWN_UD);
+        self.in_flight -= 1;
+        self.counters.ops_withdrawn.add(1);
+        slot
     }
 
-    /// One `io_uring_enter`: submits what is queued and, with `wait`, waits for a
-    /// completion (at most `timeout`). Asks for completions (`GETEVENTS`) whenever the
-    /// kernel has some to post (`SQ_TASKRUN`, which `DEFER_TASKRUN` needs) or an
-    /// overflow to flush, and skips the call when there is nothing to do.
-    fn enter(&mut self, wait: bool, timeout: Option<Duration>) -> io::Result<()> {
+    /// Copies queued SQEs from `pending[next..]` into the kernel's submission queue while
+    /// it has room, skipping withdrawn ones; returns where it stopped.
+    fn fill_sq(&mut self, mut next: usize) -> usize {
+        let mut sq = self.ring.submission();
+        while let Some(entry) = self.pending.get(next) {
+            if entry.get_user_data() != WITHDRAWN_UD {
+                // SAFETY: rule 1: every pointer in `entry` is into memory owned by its op
+                // (held by the op future, or by an `Ignored` slot) or by the driver (the
+                // wake-up buffer), and stays valid until the op's final CQE is reaped; a
+                // withdrawn op, whose memory may be gone, is never copied.
+                if unsafe { sq.push(entry) }.is_err() {
+                    break;
+                }
+            }
+            next += 1;
+        }
+        next
+    }
+
+    /// Hands every queued SQE to the kernel and, with `wait`, waits for a completion (at
+    /// most `timeout`): the one `io_uring_enter` of a turn, unless the queue holds more
+    /// than the kernel's submission queue (then one enter per queueful).
+    ///
+    /// Without SQPOLL, it returns only once the kernel has taken every SQE: the kernel
+    /// reads the submission queue only inside `io_uring_enter`, so no SQE of ours waits
+    /// there between turns, and an op dropped between turns can still be withdrawn from
+    /// `pending`. When the kernel takes fewer than it was given (`EBUSY`/`EAGAIN`: it
+    /// wants completions reaped, or is short of memory), they are reaped and the rest is
+    /// handed over again; nothing is given up on. With SQPOLL the kernel's thread takes
+    /// them in its own time; see [`Inner::submit_all`].
+    fn submit(&mut self, wait: bool, timeout: Option<Duration>) {
+        let mut next = 0;
+        let mut waited = !wait;
+        let mut refused = 0u32;
+        loop {
+            next = self.fill_sq(next);
+            let all_in = next == self.pending.len();
+            let wait_now = !waited && all_in;
+            match self.enter(wait_now, timeout, !all_in) {
+                Ok(()) => refused = 0,
+                // A signal, or the timeout passed: the caller reaps and decides again.
+                Err(e) if matches!(e.raw_os_error(), Some(libc::EINTR) | Some(libc::ETIME)) => {}
+                Err(e)
+                    if matches!(
+                        e.raw_os_error(),
+                        Some(libc::EBUSY) | Some(libc::EAGAIN) | Some(libc::ENOMEM)
+                    ) =>
+                {
+                    refused += 1;
+                }
+                Err(e) => fatal(e),
+            }
+            waited |= wait_now;
+            let left = self.ring.submission().len();
+            if all_in && (self.sqpoll || left == 0) {
+                break;
+            }
+            if !self.sqpoll && left > 0 {
+                // The kernel took fewer than it was given: make room in the completion
+                // queue, and if it keeps refusing, give in-flight work a moment.
+                self.reap();
+                if refused >= 8 {
+                    let _ = self.enter(true, Some(Duration::from_millis(1)), false);
+                }
+            }
+        }
+        self.pending.clear();
+        self.epoch += 1;
+    }
+
+    /// [`Inner::submit`], and with SQPOLL also waits until the kernel's thread has taken
+    /// every entry. Before an fd leaves our hands, no SQE naming it may be left behind.
+    fn submit_all(&mut self) {
+        self.submit(false, None);
+        if !self.sqpoll {
+            return;
+        }
+        while !self.ring.submission().is_empty() {
+            if self.ring.submission().need_wakeup() {
+                let _ = self.enter(false, None, false);
+            }
+            std::thread::yield_now();
+        }
+    }
+
+    /// One `io_uring_enter`: submits what is in the submission queue and, with `wait`,
+    /// waits for a completion (at most `timeout`). Asks for completions (`GETEVENTS`)
+    /// whenever the kernel has some to post (`SQ_TASKRUN`, which `DEFER_TASKRUN` needs)
+    /// or an overflow to flush, and skips the call when there is nothing to do. Under
+    /// SQPOLL, wakes the kernel's thread if it sleeps and, with `sq_full`, waits for it
+    /// to make room.
+    fn enter(&mut self, wait: bool, timeout: Option<Duration>, sq_full: bool) -> io::Result<()> {
         let (to_submit, mut flags) = {
             let sq = self.ring.submission();
             let getevents = wait || sq.taskrun() || sq.cq_overflow();
             (sq.len() as u32, if getevents { ENTER_GETEVENTS } else { 0 })
         };
         if self.sqpoll {
-            if self.ring.submission().need_wakeup() {
+            if to_submit > 0 && self.ring.submission().need_wakeup() {
                 flags |= ENTER_SQ_WAKEUP;
-            } else if flags == 0 {
+            }
+            if sq_full {
+                flags |= ENTER_SQ_WAIT;
+            }
+            if flags == 0 {
                 // The SQ thread is awake and will see the new entries by itself.
                 return Ok(());
             }
@@ -750,51 +985,15 @@ impl Inner {
             .map(drop)
     }
 
-    /// Hands queued SQEs to the kernel. `EBUSY`/`EAGAIN` mean the kernel wants
-    /// completions reaped first; the unconsumed SQEs stay queued for the next try.
-    fn submit_queued(&mut self) -> io::Result<()> {
-        loop {
-            match self.enter(false, None) {
-                Ok(()) => return Ok(()),
-                Err(e) if e.raw_os_error() == Some(libc::EINTR) => continue,
-                Err(e) if matches!(e.raw_os_error(), Some(libc::EBUSY) | Some(libc::EAGAIN)) => {
-                    self.reap();
-                    return Ok(());
-                }
-                Err(e) => return Err(e),
-            }
-        }
-    }
-
-    /// Submits without waiting; enters the kernel only if there is something to do.
-    fn flush(&mut self) {
-        if let Err(e) = self.submit_queued() {
-            fatal(e);
-        }
-    }
-
-    /// Waits for at least one completion or the earliest timer.
+    /// Waits for at least one completion or the earliest timer, submitting what is
+    /// queued in the same call.
     fn park(&mut self) {
         let Some(&(deadline, _)) = self.timers.keys().next() else {
-            return self.wait(None);
+            return self.submit(true, None);
         };
         match deadline.checked_duration_since(Instant::now()) {
-            Some(timeout) if !timeout.is_zero() => self.wait(Some(timeout)),
-            _ => self.flush(),
-        }
-    }
-
-    fn wait(&mut self, timeout: Option<Duration>) {
-        match self.enter(true, timeout) {
-            Ok(()) => {}
-            // The timeout passed, a signal came, or the kernel wants the CQ reaped
-            // first: the caller reaps and decides again.
-            Err(e)
-                if matches!(
-                    e.raw_os_error(),
-                    Some(libc::ETIME) | Some(libc::EINTR) | Some(libc::EBUSY) | Some(libc::EAGAIN)
-                ) => {}
-            Err(e) => fatal(e),
+            Some(timeout) if !timeout.is_zero() => self.submit(true, Some(timeout)),
+            _ => self.submit(false, None),
         }
     }
 
@@ -809,6 +1008,8 @@ impl Inner {
             finished,
             msg_failed,
             counters,
+            orphans,
+            bufs,
             ..
         } = self;
         let mut cqes = 0;
@@ -836,6 +1037,13 @@ impl Inner {
                 }
                 _ => {}
             }
+            if io_uring::cqueue::buffer_select(cqe.flags).is_some() {
+                // A provided buffer the kernel filled: held by this CQE until an op
+                // takes it (or gives it back).
+                if let Some(bufs) = bufs {
+                    bufs.named_by_cqe();
+                }
+            }
             let token = Token(entry.user_data());
             let Some(slot) = ops.get_mut(token.index()) else {
                 continue;
@@ -858,7 +1066,8 @@ impl Inner {
                     continue;
                 }
                 // An op whose future is gone: its item is released at once. It only
-                // closes an fd or returns a provided buffer, never calls the driver.
+                // closes an fd or returns a provided buffer, never runs foreign code
+                // (see `Multishot::item`).
                 Lifecycle::Ignored(data) if !last => {
                     data.more(cqe);
                     continue;
@@ -869,6 +1078,9 @@ impl Inner {
                 Lifecycle::Waiting(waker) => ready.push(waker),
                 Lifecycle::Ignored(data) => {
                     ops.remove(token.index());
+                    if let Some(fd) = data.fd() {
+                        forget_orphan(orphans, fd);
+                    }
                     finished.push((data, cqe));
                 }
                 Lifecycle::Streaming(_) => unreachable!("handled above"),
@@ -904,22 +1116,25 @@ impl Inner {
         let entry = opcode::Read::new(types::Fd(fd), (&mut *self.wake_buf as *mut u64).cast(), 8)
             .build()
             .user_data(WAKE_UD);
-        if self.push(&entry).is_ok() {
-            self.wake_armed = true;
-            self.in_flight += 1;
-        }
+        self.pending.push(entry);
+        self.wake_armed = true;
+        self.in_flight += 1;
     }
 
     fn cancel(&mut self, user_data: u64) {
-        let entry = opcode::AsyncCancel::new(user_data)
+        let mut entry = opcode::AsyncCancel::new(user_data)
             .build()
             .user_data(CANCEL_UD);
-        // If even this cannot be queued, the op still completes on its own; its slot
-        // keeps the resources until then.
-        let _ = self.push(&entry);
+        if self.msg_skip {
+            // Its CQE says nothing the target's own will not: only failures post one.
+            entry = entry.flags(squeue::Flags::SKIP_SUCCESS);
+        }
+        self.pending.push(entry);
     }
 
-    fn cancel_all(&mut self) {
+    /// Cancels every op in flight (with `ignored`, also those dropped in flight, whose
+    /// cancel was queued when they were dropped) and the wake-up read.
+    fn cancel_all(&mut self, ignored: bool) {
         let tokens: Vec<u64> = self
             .ops
             .iter()
@@ -928,7 +1143,8 @@ impl Inner {
                 Lifecycle::Streaming(stream) => {
                     stream.cqes.back().is_none_or(|cqe| has_more(cqe.flags))
                 }
-                Lifecycle::Waiting(_) | Lifecycle::Ignored(_) => true,
+                Lifecycle::Waiting(_) => true,
+                Lifecycle::Ignored(_) => ignored,
             })
             .map(|(index, slot)| Token::new(index, slot.generation).0)
             .collect();
@@ -937,6 +1153,33 @@ impl Inner {
         }
         if self.wake_armed {
             self.cancel(WAKE_UD);
+        }
+    }
+
+    /// Cancels again the ops dropped in flight on `fd` (a slow path: it looks at every
+    /// slot).
+    fn cancel_orphans(&mut self, fd: RawFd) {
+        let tokens: Vec<u64> = self
+            .ops
+            .iter()
+            .filter(|(_, slot)| match &slot.state {
+                Lifecycle::Ignored(data) => data.fd() == Some(fd),
+                _ => false,
+            })
+            .map(|(index, slot)| Token::new(index, slot.generation).0)
+            .collect();
+        for token in tokens {
+            self.cancel(token);
+        }
+    }
+}
+
+/// One op dropped in flight on `fd` has had its last CQE.
+fn forget_orphan(orphans: &mut HashMap<RawFd, u32>, fd: RawFd) {
+    if let Some(count) = orphans.get_mut(&fd) {
+        *count -= 1;
+        if *count == 0 {
+            orphans.remove(&fd);
         }
     }
 }

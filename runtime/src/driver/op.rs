@@ -22,6 +22,18 @@
 //! and becomes `Ignored` if it is dropped first, in which case each later CQE is handed
 //! to the op so that what it carries (an accepted fd, a provided buffer) is released.
 //!
+//! # Queued is not submitted
+//!
+//! A queued SQE waits in the driver's own queue (`Inner::pending`) until the core turns
+//! its ring, which copies the whole queue into the kernel's submission queue and enters
+//! the kernel in one go; the kernel has taken every entry when that returns. Each slot
+//! records the submission (`epoch`) its SQE waits for and its place in the queue. An op
+//! dropped before its SQE was submitted is *withdrawn*: its queue entry is skipped, its
+//! slot freed and its resources dropped at once. The kernel never sees it, so a read
+//! dropped after its first poll takes no data and a write sends nothing. Ops whose
+//! effect is the point ([`Completable::RUN_IF_DROPPED`]: a close) run anyway, as
+//! `Ignored` slots.
+//!
 //! # Why this is sound (rule 1 of the design: the kernel may use an op's memory until
 //! its final CQE)
 //!
@@ -30,7 +42,8 @@
 //!   value (into the slot, say) does not move what the kernel sees.
 //! - While the slot is `Waiting`, that value lives in the `Op` future.
 //!   The future cannot drop it without going through [`Driver::abandon`]: if the CQE
-//!   has come (`Completed`), the kernel is done and the value may go; otherwise the
+//!   has come (`Completed`), the kernel is done and the value may go; if the SQE was
+//!   never submitted, it is withdrawn (the kernel never had the pointers); otherwise the
 //!   value moves into the slot as `Ignored` and an `ASYNC_CANCEL` is queued.
 //! - An `Ignored` slot is removed, and its value dropped, only when its CQE is reaped.
 //!   A cancel that finds nothing (`-ENOENT`) or comes too late (`-EALREADY`) changes
@@ -40,9 +53,17 @@
 //!   returns it as an owning type, so dropping the output closes it (rule 2).
 //! - The driver is never dropped with slots in flight: shutdown cancels every op and
 //!   waits for every CQE first (rule 6).
+//!
+//! # Foreign code runs outside the driver
+//!
+//! A waker's drop, a buffer's drop and an output's drop may run code of the user's,
+//! which may poll or drop other ops of this core. None of them happens while the
+//! driver is borrowed: a replaced or freed slot is dropped after the borrow ends, and
+//! wakers and finished ops are collected and handled after it.
 
 use std::future::Future;
 use std::io;
+use std::os::fd::RawFd;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
@@ -94,6 +115,11 @@ pub(crate) trait Completable: Unpin + 'static {
     /// What the op's future resolves to.
     type Output;
 
+    /// Whether the op must still run when its future is dropped before the kernel saw
+    /// it: a close (the fd must not stay open) or the emptying of a registered-file
+    /// slot. Other ops are withdrawn then and never run (see the module docs).
+    const RUN_IF_DROPPED: bool = false;
+
     /// Builds the SQE (its `user_data` is set by the driver).
     ///
     /// Every pointer in it must point into heap memory owned by `self` (or static
@@ -103,6 +129,12 @@ pub(crate) trait Completable: Unpin + 'static {
     /// Turns the CQE, or an error that kept the op from being submitted, into the
     /// output, handing back the resources.
     fn complete(self, result: io::Result<u32>, flags: u32) -> Self::Output;
+
+    /// The socket the op works on, if it is one whose hand-off (`into_std`) must wait
+    /// for the op's last CQE when the op was dropped in flight.
+    fn fd(&self) -> Option<RawFd> {
+        None
+    }
 }
 
 /// An operation that posts several CQEs: a multishot accept or recv, a zero-copy
@@ -118,7 +150,16 @@ pub(crate) trait Multishot: Unpin + 'static {
     /// Turns one CQE (the last one too), or the error that kept the op from being
     /// submitted (with `flags` 0), into an item. An item that owns a resource (an fd, a
     /// provided buffer) releases it when dropped: abandoned ops drop theirs.
+    ///
+    /// For an abandoned op this runs, and the item is dropped, while the driver is
+    /// borrowed for every CQE but the last: such an item must not run foreign code when
+    /// dropped (an fd, a provided buffer: fine; a user's buffer: only in the last).
     fn item(&mut self, result: io::Result<u32>, flags: u32) -> Self::Item;
+
+    /// As [`Completable::fd`].
+    fn fd(&self) -> Option<RawFd> {
+        None
+    }
 }
 
 /// Whether the kernel will post more CQEs for the op after this one.
@@ -131,12 +172,17 @@ pub(crate) fn has_more(flags: u32) -> bool {
 pub(super) trait Abandoned {
     fn more(&mut self, _cqe: Cqe) {}
     fn finish(self: Box<Self>, cqe: Cqe);
+    /// The socket it works on (see [`Completable::fd`]).
+    fn fd(&self) -> Option<RawFd>;
 }
 
 impl<T: Completable> Abandoned for T {
     fn finish(self: Box<Self>, cqe: Cqe) {
         // Dropping the output frees the buffers and closes any resource the op made.
         drop((*self).complete(cqe.into_result(), cqe.flags));
+    }
+    fn fd(&self) -> Option<RawFd> {
+        Completable::fd(self)
     }
 }
 
@@ -149,6 +195,9 @@ impl<T: Multishot> Abandoned for AbandonedMulti<T> {
     }
     fn finish(mut self: Box<Self>, cqe: Cqe) {
         drop(self.0.item(cqe.into_result(), cqe.flags));
+    }
+    fn fd(&self) -> Option<RawFd> {
+        self.0.fd()
     }
 }
 
@@ -168,6 +217,10 @@ pub(super) enum Lifecycle {
 
 pub(super) struct OpSlot {
     pub(super) generation: u32,
+    /// The submission its SQE waits for (`Inner::epoch`): while it is the current one,
+    /// the SQE sits unsubmitted at `sqe` in the driver's queue.
+    pub(super) epoch: u64,
+    pub(super) sqe: u32,
     pub(super) state: Lifecycle,
 }
 

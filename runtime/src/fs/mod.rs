@@ -396,7 +396,7 @@ impl File {
             return;
         };
         if let Ok(table) = driver.files() {
-            // If the queue is wedged (shutting down), the ring's table goes soon anyway.
+            // Refused only while the ring shuts down, and its table goes with it.
             let _ = driver.submit_detached(ops::FilesUpdate::clear(table.clone(), fixed.slot));
         }
     }
@@ -454,15 +454,10 @@ impl fmt::Debug for File {
 impl Drop for File {
     fn drop(&mut self) {
         self.release_slot();
-        let Some(fd) = self.fd.take() else { return };
-        // Outside a running core no op can be queued on this fd: a File never leaves
-        // its thread, and a core submits everything it queued before `block_on`
-        // returns (and drains it all at shutdown). A plain close is safe then; dropping
-        // the OwnedFd does it.
-        if let Some(driver) = driver::current() {
-            // If the queue is wedged, the close op is dropped unqueued and its fd with
-            // it: nothing the kernel was given names it.
-            let _ = driver.submit_detached(ops::Close::new(fd));
+        if let Some(fd) = self.fd.take() {
+            // Through the ring behind every SQE queued on the fd, or at once where no
+            // core runs (nothing can be queued then).
+            driver::close(fd);
         }
     }
 }

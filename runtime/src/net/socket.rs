@@ -14,9 +14,10 @@ use crate::driver::{self, ops, MultiOp, Op};
 use crate::sys::probe::Probe;
 use crate::sys::socket::{self as sys, SockAddr};
 
-/// A socket fd. Dropping it cancels whatever the ring still has on the fd and then
-/// closes it through the ring, behind those ops (rule 5), so the fd number is not
-/// reused while an op may still name it.
+/// A socket fd. Dropping it closes it through the ring, behind every SQE already
+/// queued (rule 5), so the fd number is not reused while an op may still name it.
+/// The ops on it have been cancelled by then: an op's future borrows the socket, so it
+/// was dropped first, which withdrew the op (not yet submitted) or queued its cancel.
 ///
 /// It is `!Send`: an SQE naming the fd may sit in this core's submission queue until
 /// the next ring turn, and only this core's ring can queue the close behind it. A
@@ -99,8 +100,21 @@ impl Socket {
         Op::new(ops::Connect::new(self.raw(), addr)).await.map(drop)
     }
 
+    /// The fd, for an op that takes the socket over (a connect owns its new socket).
     pub(crate) fn into_fd(mut self) -> OwnedFd {
         self.fd.take().expect("a socket owns its fd until dropped")
+    }
+
+    /// The fd, leaving the runtime (`into_std`): first every SQE queued on this core
+    /// goes to the kernel while the fd is still ours, and every op dropped in flight
+    /// on it has had its last CQE, so nothing of ours touches the fd (or whatever file
+    /// takes its number after its new owner closes it) from then on.
+    pub(crate) fn into_std_fd(self) -> OwnedFd {
+        let fd = self.into_fd();
+        if let Some(driver) = driver::current() {
+            driver.release_fd(fd.as_raw_fd());
+        }
+        fd
     }
 
     pub(crate) async fn accept(&self) -> io::Result<(Socket, SockAddr)> {
@@ -180,11 +194,11 @@ impl Socket {
         Op::new(ops::Shutdown::new(self.raw(), how)).await
     }
 
-    /// Cancels what the ring has on this socket, then closes it and reports the
-    /// kernel's answer.
+    /// Closes the socket through the ring, behind every SQE already queued, and
+    /// reports the kernel's answer. (The ops on it were cancelled when their futures,
+    /// which borrow the socket, were dropped.)
     pub(crate) async fn close(mut self) -> io::Result<()> {
         let fd = self.fd.take().expect("a socket owns its fd until dropped");
-        let _ = Op::new(ops::CancelFd::new(fd.as_raw_fd())).await;
         Op::new(ops::Close::new(fd)).await
     }
 
@@ -281,18 +295,10 @@ impl fmt::Debug for Socket {
 
 impl Drop for Socket {
     fn drop(&mut self) {
-        let Some(fd) = self.fd.take() else { return };
-        // Outside a running core no op can be queued on this fd: a socket never leaves
-        // its thread, and a core submits everything it queued before `block_on`
-        // returns (and drains it all at shutdown). A plain close is safe then; dropping
-        // the OwnedFd does it.
-        if let Some(driver) = driver::current() {
-            // Ops queued on the fd by futures that were dropped have had their own
-            // cancels queued; this catches any other (and costs one SQE). If the queue
-            // is wedged, the close op is dropped unqueued and its fd with it: nothing
-            // the kernel was given names it.
-            let _ = driver.submit_detached(ops::CancelFd::new(fd.as_raw_fd()));
-            let _ = driver.submit_detached(ops::Close::new(fd));
+        if let Some(fd) = self.fd.take() {
+            // One SQE, whatever else is in flight on the core (no cancel-by-fd sweep:
+            // the ops on this fd were cancelled one by one as their futures went).
+            driver::close(fd);
         }
     }
 }
@@ -335,11 +341,20 @@ impl<B: IoBuf> Future for SendZcFuture<B> {
 /// The state behind a `recv_stream`: a multishot receive, re-armed when the kernel
 /// ends it early (`-ENOBUFS` when every provided buffer is taken, or for reasons of
 /// its own), ended by end of stream or an error.
+///
+/// After `-ENOBUFS` it re-arms only if the core's ring has a buffer free by its own
+/// count (buffers held by `RecvBuf`s or named by CQEs other streams have not taken yet
+/// are not), so it never spins against an empty ring. While none is free it receives
+/// into a buffer of its own, one plain receive at a time: a stream whose reader leaves
+/// its completions unread, holding every buffer, slows the others down but never
+/// stalls them.
 pub(crate) struct RecvStreamState {
     fd: RawFd,
     op: Option<MultiOp<ops::RecvMulti>>,
+    /// The plain receive made while the ring has no buffer free.
+    fallback: Option<Op<ops::Recv<Vec<u8>>>>,
     ended: bool,
-    /// The last end was `-ENOBUFS`: re-arm only once a buffer is back.
+    /// The last end was `-ENOBUFS`: re-arm only once a buffer is free.
     starved: bool,
 }
 
@@ -348,6 +363,7 @@ impl RecvStreamState {
         RecvStreamState {
             fd,
             op: None,
+            fallback: None,
             ended: false,
             starved: false,
         }
@@ -357,6 +373,24 @@ impl RecvStreamState {
         loop {
             if self.ended {
                 return Poll::Ready(None);
+            }
+            if let Some(fallback) = &mut self.fallback {
+                let (result, buf) = match Pin::new(fallback).poll(cx) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(out) => out,
+                };
+                self.fallback = None;
+                return Poll::Ready(match result {
+                    Ok(0) => {
+                        self.ended = true;
+                        None
+                    }
+                    Ok(_) => Some(Ok(RecvBuf::owned(buf))),
+                    Err(e) => {
+                        self.ended = true;
+                        Some(Err(e))
+                    }
+                });
             }
             let op = match &mut self.op {
                 Some(op) => op,
@@ -385,10 +419,10 @@ impl RecvStreamState {
             if op.is_done() {
                 if self.starved {
                     let ring = op.data().ring();
-                    if ring.out() >= ring.count() {
-                        // Every buffer is held: wait for one to come back.
-                        ring.wait_for_buffer(cx.waker());
-                        return Poll::Pending;
+                    if ring.available() == 0 {
+                        let buf = Vec::with_capacity(ring.size() as usize);
+                        self.fallback = Some(Op::new(ops::Recv::new(self.fd, buf)));
+                        continue;
                     }
                     self.starved = false;
                 }

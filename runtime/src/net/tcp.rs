@@ -46,11 +46,16 @@ impl TcpListener {
         })
     }
 
-    /// Gives the socket back as a standard listener (still with `SO_REUSEPORT`), to
-    /// move it to another thread or core, where [`from_std`](Self::from_std) takes it
-    /// over again. Runtime sockets stay on their thread (they are `!Send`).
+    /// Gives the socket back as a standard listener, to move it to another thread or
+    /// core, where [`from_std`](Self::from_std) takes it over again (runtime sockets
+    /// stay on their thread: they are `!Send`). The socket is in blocking mode.
+    ///
+    /// Nothing of the runtime's touches the socket afterwards: what this core had
+    /// queued goes to the kernel first, while the socket is still the runtime's, and
+    /// ops on it that were dropped in flight are waited for (they were cancelled), so
+    /// no late operation can reach it, or whatever file later takes its number.
     pub fn into_std(self) -> std::net::TcpListener {
-        std::net::TcpListener::from(self.socket.into_fd())
+        std::net::TcpListener::from(self.socket.into_std_fd())
     }
 
     /// Waits for a connection.
@@ -131,10 +136,15 @@ impl TcpStream {
     }
 
     /// Gives the socket back as a standard stream, to move it to another thread or
-    /// core, where [`from_std`](Self::from_std) takes it over again. Runtime sockets
-    /// stay on their thread (they are `!Send`).
+    /// core, where [`from_std`](Self::from_std) takes it over again (runtime sockets
+    /// stay on their thread: they are `!Send`). The socket is in blocking mode.
+    ///
+    /// Nothing of the runtime's touches the socket afterwards: what this core had
+    /// queued goes to the kernel first, while the socket is still the runtime's, and
+    /// ops on it that were dropped in flight are waited for (they were cancelled), so
+    /// no late operation can reach it, or whatever file later takes its number.
     pub fn into_std(self) -> std::net::TcpStream {
-        std::net::TcpStream::from(self.socket.into_fd())
+        std::net::TcpStream::from(self.socket.into_std_fd())
     }
 
     stream_io!();

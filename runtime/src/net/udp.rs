@@ -32,6 +32,18 @@ impl UdpSocket {
         })
     }
 
+    /// Gives the socket back as a standard socket, to move it to another thread or
+    /// core, where [`from_std`](Self::from_std) takes it over again (runtime sockets
+    /// stay on their thread: they are `!Send`). The socket is in blocking mode.
+    ///
+    /// Nothing of the runtime's touches the socket afterwards: what this core had
+    /// queued goes to the kernel first, while the socket is still the runtime's, and
+    /// ops on it that were dropped in flight are waited for (they were cancelled), so
+    /// no late operation can reach it, or whatever file later takes its number.
+    pub fn into_std(self) -> std::net::UdpSocket {
+        std::net::UdpSocket::from(self.socket.into_std_fd())
+    }
+
     /// Sets the default peer: [`send`](Self::send) goes there and only its datagrams
     /// are received.
     pub async fn connect(&self, addr: impl ToSocketAddrs) -> io::Result<()> {

@@ -36,6 +36,18 @@ impl UnixListener {
         })
     }
 
+    /// Gives the socket back as a standard listener, to move it to another thread or
+    /// core, where [`from_std`](Self::from_std) takes it over again (runtime sockets
+    /// stay on their thread: they are `!Send`). The socket is in blocking mode.
+    ///
+    /// Nothing of the runtime's touches the socket afterwards: what this core had
+    /// queued goes to the kernel first, while the socket is still the runtime's, and
+    /// ops on it that were dropped in flight are waited for (they were cancelled), so
+    /// no late operation can reach it, or whatever file later takes its number.
+    pub fn into_std(self) -> std::os::unix::net::UnixListener {
+        std::os::unix::net::UnixListener::from(self.socket.into_std_fd())
+    }
+
     /// Waits for a connection. If the future is dropped and a connection is accepted
     /// anyway, it is closed.
     pub async fn accept(&self) -> io::Result<(UnixStream, SocketAddr)> {
@@ -97,6 +109,18 @@ impl UnixStream {
         })
     }
 
+    /// Gives the socket back as a standard stream, to move it to another thread or
+    /// core, where [`from_std`](Self::from_std) takes it over again (runtime sockets
+    /// stay on their thread: they are `!Send`). The socket is in blocking mode.
+    ///
+    /// Nothing of the runtime's touches the socket afterwards: what this core had
+    /// queued goes to the kernel first, while the socket is still the runtime's, and
+    /// ops on it that were dropped in flight are waited for (they were cancelled), so
+    /// no late operation can reach it, or whatever file later takes its number.
+    pub fn into_std(self) -> std::os::unix::net::UnixStream {
+        std::os::unix::net::UnixStream::from(self.socket.into_std_fd())
+    }
+
     stream_io!();
 
     /// The peer's address.
@@ -150,6 +174,18 @@ impl UnixDatagram {
         Ok(UnixDatagram {
             socket: Socket::adopt(OwnedFd::from(socket))?,
         })
+    }
+
+    /// Gives the socket back as a standard datagram socket, to move it to another thread or
+    /// core, where [`from_std`](Self::from_std) takes it over again (runtime sockets
+    /// stay on their thread: they are `!Send`). The socket is in blocking mode.
+    ///
+    /// Nothing of the runtime's touches the socket afterwards: what this core had
+    /// queued goes to the kernel first, while the socket is still the runtime's, and
+    /// ops on it that were dropped in flight are waited for (they were cancelled), so
+    /// no late operation can reach it, or whatever file later takes its number.
+    pub fn into_std(self) -> std::os::unix::net::UnixDatagram {
+        std::os::unix::net::UnixDatagram::from(self.socket.into_std_fd())
     }
 
     /// Sets the default peer for [`send`](Self::send) and [`recv`](Self::recv).

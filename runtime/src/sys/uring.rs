@@ -7,6 +7,7 @@ use std::time::Duration;
 
 pub(crate) const ENTER_GETEVENTS: u32 = 1 << 0;
 pub(crate) const ENTER_SQ_WAKEUP: u32 = 1 << 1;
+pub(crate) const ENTER_SQ_WAIT: u32 = 1 << 2;
 pub(crate) const ENTER_EXT_ARG: u32 = 1 << 3;
 const ENTER_REGISTERED_RING: u32 = 1 << 4;
 const REGISTER_RING_FDS: libc::c_uint = 20;

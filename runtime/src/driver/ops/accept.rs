@@ -25,6 +25,10 @@ impl Accept {
 impl Completable for Accept {
     type Output = io::Result<(OwnedFd, SockAddr)>;
 
+    fn fd(&self) -> Option<RawFd> {
+        Some(self.fd)
+    }
+
     fn prepare(&mut self) -> Entry {
         let addr = &mut *self.addr;
         opcode::Accept::new(types::Fd(self.fd), addr.as_mut_ptr(), &mut addr.len)
@@ -54,6 +58,10 @@ impl AcceptMulti {
 
 impl Multishot for AcceptMulti {
     type Item = io::Result<OwnedFd>;
+
+    fn fd(&self) -> Option<RawFd> {
+        Some(self.fd)
+    }
 
     fn prepare(&mut self) -> Entry {
         opcode::AcceptMulti::new(types::Fd(self.fd))

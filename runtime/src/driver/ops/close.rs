@@ -22,6 +22,9 @@ impl Close {
 impl Completable for Close {
     type Output = io::Result<()>;
 
+    /// A close whose future is dropped still closes: the fd must not stay open.
+    const RUN_IF_DROPPED: bool = true;
+
     fn prepare(&mut self) -> Entry {
         let fd = self.fd.as_ref().map_or(-1, |fd| fd.as_raw_fd());
         opcode::Close::new(types::Fd(fd)).build()

@@ -1,5 +1,5 @@
 use std::io;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, RawFd};
 
 use io_uring::{opcode, squeue::Entry, types};
 
@@ -26,6 +26,10 @@ impl<F: AsRawFd> Connect<F> {
 impl<F: AsRawFd + Unpin + 'static> Completable for Connect<F> {
     /// The connected socket; on failure it is dropped (an `OwnedFd` is closed).
     type Output = io::Result<F>;
+
+    fn fd(&self) -> Option<RawFd> {
+        Some(self.fd.as_raw_fd())
+    }
 
     fn prepare(&mut self) -> Entry {
         opcode::Connect::new(

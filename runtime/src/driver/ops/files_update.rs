@@ -29,6 +29,9 @@ impl FilesUpdate {
 impl Completable for FilesUpdate {
     type Output = io::Result<()>;
 
+    /// The slot must be emptied whatever happens to the future.
+    const RUN_IF_DROPPED: bool = true;
+
     fn prepare(&mut self) -> Entry {
         let offset = i32::try_from(self.slot).unwrap_or(i32::MAX);
         opcode::FilesUpdate::new(self.fds.as_ptr(), 1)

@@ -8,7 +8,6 @@ use io_uring::squeue::{Entry, Flags};
 use io_uring::types;
 
 mod accept;
-mod cancel_fd;
 mod close;
 mod connect;
 mod msg;
@@ -22,7 +21,6 @@ mod socket;
 mod write;
 
 pub(crate) use accept::{Accept, AcceptMulti};
-pub(crate) use cancel_fd::CancelFd;
 pub(crate) use close::Close;
 pub(crate) use connect::Connect;
 pub(crate) use msg::{RecvMsg, SendMsg};

@@ -59,6 +59,10 @@ impl<B: IoBuf> SendMsg<B> {
 impl<B: IoBuf> Completable for SendMsg<B> {
     type Output = BufResult<usize, Vec<B>>;
 
+    fn fd(&self) -> Option<RawFd> {
+        Some(self.fd)
+    }
+
     fn prepare(&mut self) -> Entry {
         opcode::SendMsg::new(types::Fd(self.fd), &*self.header.msg)
             .flags(libc::MSG_NOSIGNAL as u32)
@@ -97,6 +101,10 @@ impl<B: IoBufMut> RecvMsg<B> {
 
 impl<B: IoBufMut> Completable for RecvMsg<B> {
     type Output = BufResult<(usize, SockAddr), Vec<B>>;
+
+    fn fd(&self) -> Option<RawFd> {
+        Some(self.fd)
+    }
 
     fn prepare(&mut self) -> Entry {
         opcode::RecvMsg::new(types::Fd(self.fd), &mut *self.header.msg).build()

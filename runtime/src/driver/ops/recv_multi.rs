@@ -38,6 +38,10 @@ pub(crate) enum Received {
 impl Multishot for RecvMulti {
     type Item = io::Result<Received>;
 
+    fn fd(&self) -> Option<RawFd> {
+        Some(self.fd)
+    }
+
     fn prepare(&mut self) -> Entry {
         opcode::RecvMulti::new(types::Fd(self.fd), GROUP).build()
     }

@@ -27,6 +27,10 @@ impl<B: IoBuf> Send<B> {
 impl<B: IoBuf> Completable for Send<B> {
     type Output = BufResult<usize, B>;
 
+    fn fd(&self) -> Option<RawFd> {
+        Some(self.fd)
+    }
+
     fn prepare(&mut self) -> Entry {
         let len = u32::try_from(self.buf.bytes_init()).unwrap_or(u32::MAX);
         let fd = types::Fd(self.fd);
@@ -61,6 +65,10 @@ impl<B: IoBufMut> Recv<B> {
 
 impl<B: IoBufMut> Completable for Recv<B> {
     type Output = BufResult<usize, B>;
+
+    fn fd(&self) -> Option<RawFd> {
+        Some(self.fd)
+    }
 
     fn prepare(&mut self) -> Entry {
         let len = u32::try_from(self.buf.bytes_total()).unwrap_or(u32::MAX);

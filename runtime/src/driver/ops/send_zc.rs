@@ -39,6 +39,10 @@ pub(crate) enum ZcEvent {
 impl<B: IoBuf> Multishot for SendZc<B> {
     type Item = ZcEvent;
 
+    fn fd(&self) -> Option<RawFd> {
+        Some(self.fd)
+    }
+
     fn prepare(&mut self) -> Entry {
         let buf = self.buf.as_ref().expect("a zero-copy send has its buffer");
         let len = u32::try_from(buf.bytes_init()).unwrap_or(u32::MAX);

@@ -21,6 +21,10 @@ impl Shutdown {
 impl Completable for Shutdown {
     type Output = io::Result<()>;
 
+    fn fd(&self) -> Option<RawFd> {
+        Some(self.fd)
+    }
+
     fn prepare(&mut self) -> Entry {
         opcode::Shutdown::new(types::Fd(self.fd), self.how).build()
     }
