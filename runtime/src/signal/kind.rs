@@ -135,7 +135,8 @@ impl SignalKind {
     }
 }
 
-/// The signal's name: `SIGTERM`, `SIGRTMIN+2`, or `signal N` for a number with no name.
+/// The signal's name: `SIGTERM`, `SIGRTMIN`, `SIGRTMIN+2`, or `signal N` for a number
+/// with no name.
 impl fmt::Display for SignalKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let name = match self.0 {
@@ -168,7 +169,8 @@ impl fmt::Display for SignalKind {
             libc::SIGWINCH => "SIGWINCH",
             libc::SIGIO => "SIGIO",
             libc::SIGSYS => "SIGSYS",
-            n if n >= libc::SIGRTMIN() && n <= libc::SIGRTMAX() => {
+            n if n == libc::SIGRTMIN() => "SIGRTMIN",
+            n if n > libc::SIGRTMIN() && n <= libc::SIGRTMAX() => {
                 return write!(f, "SIGRTMIN+{}", n - libc::SIGRTMIN());
             }
             n => return write!(f, "signal {n}"),
