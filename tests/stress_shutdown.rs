@@ -285,7 +285,9 @@ async fn foreign_job(kind: usize, addr: Option<SocketAddr>) -> usize {
     runtime::core_id()
 }
 
-/// Polls `handle` until it resolves, for at most `bound`.
+/// Awaits `handle` on this plain thread, parked between polls, for at most `bound`.
+/// `None` if it is still pending then: a wake-up that never came is not hidden by the
+/// last look.
 fn resolve<T>(handle: JoinHandle<T>, bound: Duration) -> Option<Result<T, JoinError>> {
     let deadline = Instant::now() + bound;
     let waker = thread_waker();
@@ -300,6 +302,48 @@ fn resolve<T>(handle: JoinHandle<T>, bound: Duration) -> Option<Result<T, JoinEr
             return None;
         }
         thread::park_timeout(deadline - now);
+        if Instant::now() >= deadline {
+            return None;
+        }
+    }
+}
+
+/// What became of the foreign thread's jobs.
+#[derive(Default)]
+struct Jobs {
+    spawned: usize,
+    ran: usize,
+    cancelled: usize,
+    problems: Vec<String>,
+}
+
+impl Jobs {
+    /// Records job `i`'s outcome; `false` if it never resolved.
+    fn judge(
+        &mut self,
+        i: usize,
+        core: usize,
+        outcome: Option<Result<usize, JoinError>>,
+        when: &str,
+    ) -> bool {
+        match outcome {
+            Some(Ok(id)) if id == core => self.ran += 1,
+            Some(Ok(id)) => self
+                .problems
+                .push(format!("job {i} for core {core} ran on core {id}")),
+            Some(Err(e)) if e.is_cancelled() => self.cancelled += 1,
+            Some(Err(e)) => self
+                .problems
+                .push(format!("job {i} for core {core} failed: {e}")),
+            None => {
+                self.problems.push(format!(
+                    "job {i} (for core {core}), awaited {when}, was still pending after \
+                     {RESOLVE_BOUND:?}"
+                ));
+                return false;
+            }
+        }
+        true
     }
 }
 
@@ -362,13 +406,26 @@ fn round(seed: u64, dir: std::path::PathBuf, zc: bool) -> RoundReport {
         let addrs = *busy_state.addrs.lock().unwrap();
         let mut rng = rng.fork();
         thread::spawn(move || {
+            // Handles stay on the thread that made them. Most are awaited once the
+            // runtime is gone; some at once, so that the thread is parked on them
+            // while the runtime drops (the cancellation must wake it).
             let mut handles = Vec::new();
+            let mut jobs = Jobs::default();
             let mut after = 0;
-            while handles.len() < MAX_SPAWNS && after < 20 {
+            let mut await_some = true;
+            while jobs.spawned < MAX_SPAWNS && after < 20 {
                 let core = rng.below(2);
                 let kind = rng.below(4);
                 let addr = addrs[core];
-                handles.push((core, handle.spawn_on(core, move || foreign_job(kind, addr))));
+                let job = handle.spawn_on(core, move || foreign_job(kind, addr));
+                let i = jobs.spawned;
+                if await_some && rng.percent(5) {
+                    let outcome = resolve(job, RESOLVE_BOUND);
+                    await_some = jobs.judge(i, core, outcome, "as soon as it was spawned");
+                } else {
+                    handles.push((i, core, job));
+                }
+                jobs.spawned += 1;
                 spawned.fetch_add(1, Ordering::Relaxed);
                 if gone.load(Ordering::Relaxed) {
                     after += 1;
@@ -377,36 +434,23 @@ fn round(seed: u64, dir: std::path::PathBuf, zc: bool) -> RoundReport {
                     thread::yield_now();
                 }
             }
-            // Handles stay on the thread that made them: resolve them here, once the
-            // runtime is gone.
-            let spawned = handles.len();
-            let (mut ran, mut cancelled, mut problems) = (0, 0, Vec::new());
-            for (i, (core, h)) in handles.into_iter().enumerate() {
-                match resolve(h, RESOLVE_BOUND) {
-                    Some(Ok(id)) if id == core => ran += 1,
-                    Some(Ok(id)) => {
-                        problems.push(format!("job {i} for core {core} ran on core {id}"))
-                    }
-                    Some(Err(e)) if e.is_cancelled() => cancelled += 1,
-                    Some(Err(e)) => problems.push(format!("job {i} for core {core} failed: {e}")),
-                    None => {
-                        problems.push(format!(
-                            "job {i} of {spawned} (for core {core}) was still pending \
-                             {RESOLVE_BOUND:?} after the runtime was dropped"
-                        ));
-                        break;
-                    }
+            for (i, core, job) in handles {
+                if !jobs.judge(i, core, resolve(job, RESOLVE_BOUND), "after the drop") {
+                    break;
                 }
             }
-            (spawned, ran, cancelled, problems)
+            jobs
         })
     };
-    // Drop at a random moment of the foreign thread's run.
+    // Both cores keep running (core 0 in this `block_on`) while the foreign thread
+    // gets going; the drop comes at a random moment of its run.
     let head_start = rng.between(1, 300);
-    let wait_start = Instant::now();
-    while spawned.load(Ordering::Relaxed) < head_start && wait_start.elapsed() < ROUND_BOUND {
-        thread::yield_now();
-    }
+    rt.block_on(async {
+        let started = Instant::now();
+        while spawned.load(Ordering::Relaxed) < head_start && started.elapsed() < ROUND_BOUND {
+            runtime::yield_now().await;
+        }
+    });
     let start = Instant::now();
     drop(rt);
     let drop_took = start.elapsed();
@@ -414,9 +458,9 @@ fn round(seed: u64, dir: std::path::PathBuf, zc: bool) -> RoundReport {
     if drop_took > PROMPT {
         problems.push(format!("the drop took {drop_took:?}"));
     }
-    let (spawned, ran, cancelled, foreign_problems) =
-        foreign.join().expect("the foreign thread does not panic");
-    problems.extend(foreign_problems);
+    let jobs = foreign.join().expect("the foreign thread does not panic");
+    problems.extend(jobs.problems);
+    let (spawned, ran, cancelled) = (jobs.spawned, jobs.ran, jobs.cancelled);
     if handle.core_count() != 0 || handle.try_spawn_on(0, || async {}).is_ok() {
         problems.push("the handle still reaches the runtime after its drop".into());
     }
