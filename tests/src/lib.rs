@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests.
 
 pub mod seccomp;
+pub mod stress;
 
 use std::future::Future;
 use std::pin::Pin;
