@@ -433,3 +433,53 @@ fn bad_arguments_are_errors_in_plain_words() {
         "{stderr:?}"
     );
 }
+
+/// How many sockets the process `pid` has open (its listeners are bound before it
+/// says where it listens; the fds it makes later for signals and such do not count).
+fn open_sockets(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .expect("read the server's fd table")
+        .filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
+        .filter(|target| target.to_string_lossy().starts_with("socket:"))
+        .count()
+}
+
+#[test]
+fn connections_it_closes_give_back_their_sockets() {
+    let hello = Hello::start(&["--head-timeout-ms", "200", "--idle-timeout-ms", "200"]);
+    let pid = hello.child.id();
+    let before = open_sockets(pid);
+    let mut streams = Vec::new();
+    for _ in 0..10 {
+        // Refused, answered and closed, cut off, idle, and gone half-way.
+        let mut refused = hello.connect();
+        refused
+            .write_all(b"GET / HTTP/1.1\r\nHost : a\r\n\r\n")
+            .unwrap();
+        let mut answered = hello.connect();
+        answered
+            .write_all(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let mut slow = hello.connect();
+        slow.write_all(b"GET / HTTP/1.1\r\n").unwrap();
+        let mut idle = hello.connect();
+        idle.write_all(GET).unwrap();
+        hello.connect().write_all(b"GET / HT").unwrap();
+        streams.extend([refused, answered, slow, idle]);
+    }
+    for stream in &mut streams {
+        read_to_eof(stream);
+    }
+    drop(streams);
+    // The server closes each socket after its last read or write completes: give it
+    // until the bound to get back to where it started.
+    let start = Instant::now();
+    while open_sockets(pid) > before {
+        assert!(
+            start.elapsed() < BOUND,
+            "{} sockets open, {before} before the connections",
+            open_sockets(pid)
+        );
+        thread::sleep(Duration::from_millis(10));
+    }
+}
