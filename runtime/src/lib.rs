@@ -44,7 +44,7 @@ mod sys;
 mod task;
 pub mod time;
 
-pub use runtime::{core_count, core_id, spawn_on, stats, Builder, Handle, Runtime};
+pub use runtime::{core_count, core_id, spawn_on, stats, Builder, Handle, Runtime, ShutdownReport};
 pub use runtime_macros::{main, test};
 pub use stats::CoreStats;
 pub use sys::probe::Probe;

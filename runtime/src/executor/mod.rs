@@ -13,8 +13,13 @@
 //! Tasks woken during a tick wait for the next one, so the ring is looked at at least
 //! once per `TICK_BUDGET` polls however many tasks stay ready, and the per-poll budget
 //! of [`crate::coop`] stops one task from looping on ready resources forever.
+//!
+//! Each core also tells the runtime's [`Census`] whether it has live tasks: when
+//! `block_on` starts, after it runs jobs from the inbox (before it counts them as
+//! run), and at the end of each pass of the loop. That is all a graceful shutdown
+//! needs from the loop; the rest is in `census.rs`.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::io;
 use std::os::fd::RawFd;
@@ -29,9 +34,11 @@ use crate::stats::Counters;
 use crate::sys::probe::Probe;
 use crate::task::{Job, TaskId, Tasks};
 
+mod census;
 mod cores;
 mod inbox;
 
+pub(crate) use census::Census;
 pub(crate) use cores::Cores;
 use inbox::Inbox;
 
@@ -66,6 +73,8 @@ pub(crate) struct Core {
     pub(crate) driver: Rc<Driver>,
     pub(crate) tasks: Rc<Tasks>,
     pub(crate) cores: Arc<Cores>,
+    /// What every core of the runtime has left to do (for a graceful shutdown).
+    pub(crate) census: Arc<Census>,
     /// This core's index in its runtime.
     pub(crate) index: usize,
     counters: Arc<Counters>,
@@ -92,12 +101,15 @@ pub(crate) struct Executor {
     spin: Option<Duration>,
     wakes: RefCell<Vec<TaskId>>,
     jobs: RefCell<Vec<Job>>,
+    /// Whether the census was last told that this core has no live task.
+    idle: Cell<bool>,
 }
 
 impl Executor {
     /// Sets up core `index` of `cores` on this thread, which its ring will belong to.
     pub(crate) fn new(
         cores: Arc<Cores>,
+        census: Arc<Census>,
         index: usize,
         config: &driver::Config,
         probe: &Probe,
@@ -114,12 +126,14 @@ impl Executor {
                 driver: Rc::new(driver),
                 tasks: Rc::new(tasks),
                 cores,
+                census,
                 index,
                 counters,
             }),
             spin: spin.filter(|d| !d.is_zero()),
             wakes: Default::default(),
             jobs: Default::default(),
+            idle: Cell::new(true),
         })
     }
 
@@ -145,6 +159,8 @@ impl Executor {
         let waker = core.tasks.main_waker();
         let mut cx = Context::from_waker(&waker);
         core.tasks.wake_main();
+        // Tasks the last `block_on`'s future spawned just before it returned.
+        self.publish_idle();
         loop {
             if core.tasks.take_main_woken() {
                 let _budget = crate::coop::budget();
@@ -156,6 +172,7 @@ impl Executor {
             }
             self.tick();
             self.take_remote();
+            self.publish_idle();
             let park = !core.tasks.has_ready() && !self.spin_for_work();
             core.driver.turn(park);
             cores::resend(core);
@@ -228,11 +245,24 @@ impl Executor {
         }
         let mut batch = std::mem::take(&mut *jobs);
         drop(jobs);
+        let ran = batch.len();
         for job in batch.drain(..) {
             job();
         }
+        // In this order: see "Why a reading is right" in census.rs.
+        self.publish_idle();
+        core.census.jobs_ran(core.index, ran);
         // Keep the allocation for the next batch.
         *self.jobs.borrow_mut() = batch;
+    }
+
+    /// Tells the census if this core's table has become empty, or no longer is.
+    fn publish_idle(&self) {
+        let idle = self.core.tasks.live() == 0;
+        if idle != self.idle.get() {
+            self.idle.set(idle);
+            self.core.census.set_idle(self.core.index, idle);
+        }
     }
 
     /// Closes this core's inbox: it takes no more work, and a core in
@@ -243,11 +273,13 @@ impl Executor {
     }
 
     /// Cancels every task, then every op, and waits for the kernel to finish with them.
-    pub(crate) fn shutdown(&self) {
+    /// Returns how many tasks were cancelled (none if called again).
+    pub(crate) fn shutdown(&self) -> usize {
         self.stop();
         let _enter = self.enter();
-        self.core.tasks.close();
+        let cancelled = self.core.tasks.close();
         self.core.driver.shutdown();
+        cancelled
     }
 }
 

@@ -3,7 +3,8 @@
 //!
 //! Core 0 runs on the thread that builds the runtime, inside [`Runtime::block_on`];
 //! every other core has a thread of its own, started by [`Builder::build`] and
-//! stopped by [`Runtime::shutdown`] or the runtime's drop. Each core builds its own
+//! stopped by [`Runtime::shutdown`], [`Runtime::shutdown_timeout`] (which lets the
+//! tasks finish first, for a while) or the runtime's drop. Each core builds its own
 //! ring on its own thread (`SINGLE_ISSUER` ties a ring to the thread that made it).
 
 use std::fmt;
@@ -16,10 +17,10 @@ use std::pin::Pin;
 use std::sync::{mpsc, Arc, Weak};
 use std::task::{Context, Poll};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::driver;
-use crate::executor::{self, Cores, Executor};
+use crate::executor::{self, Census, Cores, Executor};
 use crate::stats::CoreStats;
 use crate::sys::affinity::CpuSet;
 use crate::sys::probe::Probe;
@@ -189,6 +190,7 @@ impl Builder {
             fixed_files: self.fixed_files,
         };
         let cores = Arc::new(Cores::new(n)?);
+        let census = Arc::new(Census::new(n));
         let cpu_of = |index: usize| self.pin.then(|| cpus[index]);
 
         // Core 0, on this thread.
@@ -202,11 +204,13 @@ impl Builder {
         if let Some(cpu) = cpu_of(0) {
             pin_current_thread(cpu).map_err(restore)?;
         }
-        let executor =
-            Executor::new(cores.clone(), 0, &config, probe, self.spin).map_err(restore)?;
+        let executor = Executor::new(cores.clone(), census.clone(), 0, &config, probe, self.spin)
+            .map_err(restore)?;
         let mut runtime = Runtime {
             executor,
             cores: cores.clone(),
+            census: census.clone(),
+            stopped: false,
             threads: Vec::with_capacity(n - 1),
             ring_fds: Vec::with_capacity(n),
             saved_mask,
@@ -221,13 +225,14 @@ impl Builder {
         let (ready_tx, ready_rx) = mpsc::channel();
         for index in 1..n {
             let cores = cores.clone();
+            let census = census.clone();
             let config = config.clone();
             let ready = ready_tx.clone();
             let cpu = cpu_of(index);
             let spin = self.spin;
             let thread = thread::Builder::new()
                 .name(format!("runtime-core-{index}"))
-                .spawn(move || run_core(cores, index, cpu, spin, &config, probe, ready))
+                .spawn(move || run_core(cores, census, index, cpu, spin, &config, probe, ready))
                 .map_err(|e| {
                     io::Error::new(e.kind(), format!("could not start core {index}: {e}"))
                 })?;
@@ -293,21 +298,23 @@ fn pin_current_thread(cpu: usize) -> io::Result<()> {
 type Ready = mpsc::Sender<(usize, io::Result<OwnedFd>)>;
 
 /// The body of a core thread: set the core up, say so, run it until it is stopped,
-/// then shut it down (when `executor` drops).
+/// then shut it down. Returns how many tasks the shutdown cancelled.
+#[allow(clippy::too_many_arguments)]
 fn run_core(
     cores: Arc<Cores>,
+    census: Arc<Census>,
     index: usize,
     cpu: Option<usize>,
     spin: Option<Duration>,
     config: &driver::Config,
     probe: &Probe,
     ready: Ready,
-) {
+) -> usize {
     let started = (|| {
         if let Some(cpu) = cpu {
             pin_current_thread(cpu)?;
         }
-        let executor = Executor::new(cores, index, config, probe, spin)?;
+        let executor = Executor::new(cores, census, index, config, probe, spin)?;
         let fd = crate::sys::dup(executor.ring_fd())?;
         Ok((executor, fd))
     })();
@@ -316,9 +323,11 @@ fn run_core(
             let _ = ready.send((index, Ok(fd)));
             drop(ready);
             executor.run_until_stopped();
+            executor.shutdown()
         }
         Err(e) => {
             let _ = ready.send((index, Err(e)));
+            0
         }
     }
 }
@@ -336,10 +345,15 @@ fn run_core(
 /// Dropping it (or [`Runtime::shutdown`]) stops every core: each takes no more work,
 /// cancels its tasks and every operation in flight, waits for the kernel to finish
 /// with their buffers, then frees them; the core threads are joined.
+/// [`Runtime::shutdown_timeout`] lets the tasks finish first, for a while.
 pub struct Runtime {
     executor: Executor,
     cores: Arc<Cores>,
-    threads: Vec<thread::JoinHandle<()>>,
+    census: Arc<Census>,
+    /// Whether the cores have been stopped and joined (by `shutdown_timeout`).
+    stopped: bool,
+    /// The other cores' threads; each returns how many tasks its shutdown cancelled.
+    threads: Vec<thread::JoinHandle<usize>>,
     /// Each core's ring, kept open until every core has stopped, for `MSG_RING`s that
     /// other cores may still have queued.
     ring_fds: Vec<OwnedFd>,
@@ -381,11 +395,13 @@ impl Runtime {
     {
         let f = Arc::new(f);
         let cores = self.cores.clone();
+        let census = self.census.clone();
         self.block_on(async move {
             let handles = (0..cores.len())
                 .map(|core| {
                     let f = f.clone();
-                    spawn_on_cores(&cores, core, move || f(core)).unwrap_or_else(|e| panic!("{e}"))
+                    spawn_on_cores(&cores, &census, core, move || f(core))
+                        .unwrap_or_else(|e| panic!("{e}"))
                 })
                 .collect();
             AllOrFirstPanic::new(handles).await
@@ -396,12 +412,164 @@ impl Runtime {
     pub fn handle(&self) -> Handle {
         Handle {
             cores: Arc::downgrade(&self.cores),
+            census: self.census.clone(),
         }
     }
 
-    /// Stops every core, as dropping the runtime does.
+    /// Stops every core, as dropping the runtime does: their tasks are cancelled at
+    /// once. See [`Runtime::shutdown_timeout`] to let them finish first.
     pub fn shutdown(self) {
         drop(self);
+    }
+
+    /// Lets the tasks on every core finish for up to `grace`, then stops the runtime
+    /// as [`Runtime::shutdown`] does, cancelling what is left; the report says how
+    /// long it waited and how many tasks were cancelled.
+    ///
+    /// During the grace period every core runs as usual, core 0 on this thread (as in
+    /// [`Runtime::block_on`]): tasks are polled, timers fire, I/O completes, and tasks
+    /// may spawn more tasks, on their own core or on others ([`crate::spawn`],
+    /// [`spawn_on`]); those are waited for too. A task that panics ends as a panicked
+    /// task always does (its [`JoinHandle`] reports the panic) and the others carry on.
+    ///
+    /// The call stops waiting as soon as no core has a live task and no task sent to
+    /// a core is still on its way, or once `grace` has passed, whichever comes first.
+    /// It does not poll: idle cores park in their rings, and the core whose last task
+    /// finishes wakes this thread. Then every core stops: tasks still running are
+    /// cancelled (their futures dropped, their operations cancelled, every completion
+    /// awaited) and the core threads are joined. A `grace` of zero is
+    /// [`Runtime::shutdown`].
+    ///
+    /// [`Handle::spawn_on`] from threads outside the runtime keeps working during the
+    /// grace period, and the runtime waits for what it spawns like for any other task,
+    /// so a thread that hands results to in-flight requests (a pool doing blocking
+    /// work, say) can still deliver them. What such a thread spawns once the grace
+    /// period is over is cancelled, as after [`Runtime::shutdown`]. Nothing stops by
+    /// itself: to take no new work, end what brings it (drop the listeners, stop the
+    /// threads that feed the cores) before calling this.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let mut rt = runtime::Builder::new().cores(2).pin(false).build()?;
+    /// rt.block_on(async {
+    ///     // A request in flight on each core, each done in 20 ms ...
+    ///     for core in 0..2 {
+    ///         runtime::spawn_on(core, || runtime::time::sleep(Duration::from_millis(20)));
+    ///     }
+    ///     // ... and one that never ends.
+    ///     runtime::spawn(std::future::pending::<()>());
+    /// });
+    /// let report = rt.shutdown_timeout(Duration::from_millis(300));
+    /// assert_eq!(report.cancelled, 1);
+    /// assert!(!report.finished_in_time());
+    /// println!("runtime stopped: {report}");
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    ///
+    /// A server that stops accepting on Ctrl-C, gives the requests in flight 30
+    /// seconds, and logs the outcome:
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    ///
+    /// use runtime::net::{TcpListener, TcpStream};
+    ///
+    /// fn main() -> std::io::Result<()> {
+    ///     let mut rt = runtime::Builder::new().build()?;
+    ///     rt.block_on(async {
+    ///         // One listener per core, on one port.
+    ///         let accept_loops: Vec<_> = (0..runtime::core_count())
+    ///             .map(|core| runtime::spawn_on(core, accept_loop))
+    ///             .collect();
+    ///         runtime::signal::ctrl_c().await?;
+    ///         // Stop accepting: each loop's listener is dropped, its socket closed.
+    ///         for accept_loop in &accept_loops {
+    ///             accept_loop.abort();
+    ///         }
+    ///         Ok::<_, std::io::Error>(())
+    ///     })?;
+    ///     let report = rt.shutdown_timeout(Duration::from_secs(30));
+    ///     eprintln!("stopped: {report}");
+    ///     Ok(())
+    /// }
+    ///
+    /// async fn accept_loop() {
+    ///     let listener = TcpListener::bind("0.0.0.0:8080").expect("bind");
+    ///     loop {
+    ///         match listener.accept().await {
+    ///             Ok((stream, _)) => drop(runtime::spawn(serve(stream))),
+    ///             Err(e) => eprintln!("accept: {e}"),
+    ///         }
+    ///     }
+    /// }
+    ///
+    /// async fn serve(stream: TcpStream) {
+    ///     // Read a request, write the response.
+    ///     # drop(stream);
+    /// }
+    /// ```
+    pub fn shutdown_timeout(mut self, grace: Duration) -> ShutdownReport {
+        let start = Instant::now();
+        if !grace.is_zero() {
+            self.drain(start.checked_add(grace));
+        }
+        let waited = start.elapsed();
+        let cancelled = self.stop();
+        ShutdownReport {
+            grace,
+            waited,
+            cancelled,
+        }
+    }
+
+    /// Runs every core until none has work left, or until `deadline` (if any).
+    fn drain(&mut self, deadline: Option<Instant>) {
+        let census = self.census.clone();
+        let mut sleep = deadline.map(crate::time::sleep_until);
+        self.block_on(std::future::poll_fn(|cx| {
+            if census.poll_done(cx).is_ready() {
+                return Poll::Ready(());
+            }
+            match &mut sleep {
+                Some(sleep) => Pin::new(sleep).poll(cx),
+                None => Poll::Pending,
+            }
+        }));
+        census.stop_waiting();
+    }
+
+    /// Stops and joins every core; the tasks they cancelled, with the ones that were
+    /// sent to a core and never started. Once only: later calls return 0.
+    fn stop(&mut self) -> usize {
+        if std::mem::replace(&mut self.stopped, true) {
+            return 0;
+        }
+        for index in 0..self.cores.len() {
+            self.cores.stop(index);
+        }
+        let mut cancelled = self.executor.shutdown();
+        let mut panic = None;
+        for thread in self.threads.drain(..) {
+            match thread.join() {
+                Ok(n) => cancelled += n,
+                Err(payload) => {
+                    panic.get_or_insert(payload);
+                }
+            }
+        }
+        cancelled += self.census.jobs_not_run();
+        if let Some(mask) = &self.saved_mask {
+            let _ = mask.apply_to_current_thread();
+        }
+        if let Some(payload) = panic {
+            if !thread::panicking() {
+                resume_unwind(payload);
+            }
+        }
+        cancelled
     }
 
     /// Counters of core 0 (see [`Handle::stats`] for every core).
@@ -412,24 +580,51 @@ impl Runtime {
 
 impl Drop for Runtime {
     fn drop(&mut self) {
-        for index in 0..self.cores.len() {
-            self.cores.stop(index);
-        }
-        self.executor.shutdown();
-        let mut panic = None;
-        for thread in self.threads.drain(..) {
-            if let Err(payload) = thread.join() {
-                panic.get_or_insert(payload);
-            }
-        }
-        if let Some(mask) = &self.saved_mask {
-            let _ = mask.apply_to_current_thread();
-        }
-        if let Some(payload) = panic {
-            if !thread::panicking() {
-                resume_unwind(payload);
-            }
-        }
+        self.stop();
+    }
+}
+
+/// What [`Runtime::shutdown_timeout`] did: how long it let the tasks run, and how
+/// many it had to cancel.
+///
+/// Its [`Display`](fmt::Display) is a line for a server's log:
+///
+/// ```
+/// let rt = runtime::Builder::new().cores(1).build()?;
+/// let report = rt.shutdown_timeout(std::time::Duration::from_secs(30));
+/// assert!(report.finished_in_time());
+/// assert!(report.to_string().starts_with("every task finished in "));
+/// # Ok::<(), std::io::Error>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ShutdownReport {
+    /// The grace period asked for.
+    pub grace: Duration,
+    /// How long the tasks were let run: until the last one finished, or about
+    /// `grace` if some did not.
+    pub waited: Duration,
+    /// Tasks cancelled when the runtime stopped: those still running (or just
+    /// spawned) after the grace period, and those sent to a core that had not
+    /// started there yet.
+    pub cancelled: usize,
+}
+
+impl ShutdownReport {
+    /// Whether every task finished on its own (none was cancelled).
+    pub fn finished_in_time(&self) -> bool {
+        self.cancelled == 0
+    }
+}
+
+impl fmt::Display for ShutdownReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.cancelled {
+            0 => write!(f, "every task finished in {:?}", self.waited),
+            1 => write!(f, "1 task cancelled after {:?}", self.waited),
+            n => write!(f, "{n} tasks cancelled after {:?}", self.waited),
+        }?;
+        write!(f, " (grace period {:?})", self.grace)
     }
 }
 
@@ -507,6 +702,7 @@ impl<T> Future for AllOrFirstPanic<T> {
 #[derive(Debug, Clone)]
 pub struct Handle {
     cores: Weak<Cores>,
+    census: Arc<Census>,
 }
 
 impl Handle {
@@ -519,6 +715,7 @@ impl Handle {
         match executor::current() {
             Some(core) => Handle {
                 cores: Arc::downgrade(&core.cores),
+                census: core.census.clone(),
             },
             None => panic!("runtime::Handle::current called outside a runtime"),
         }
@@ -538,7 +735,9 @@ impl Handle {
         Fut::Output: Send + 'static,
     {
         match self.cores.upgrade() {
-            Some(cores) => spawn_on_cores(&cores, core, f).unwrap_or_else(|e| panic!("{e}")),
+            Some(cores) => {
+                spawn_on_cores(&cores, &self.census, core, f).unwrap_or_else(|e| panic!("{e}"))
+            }
             None => {
                 // The runtime is gone: the job is dropped unrun, which the handle
                 // reports as a cancelled task.
@@ -560,7 +759,7 @@ impl Handle {
         let cores = self.cores.upgrade().ok_or_else(|| {
             io::Error::new(io::ErrorKind::NotConnected, "the runtime has been dropped")
         })?;
-        spawn_on_cores(&cores, core, f)
+        spawn_on_cores(&cores, &self.census, core, f)
     }
 
     /// The runtime's number of cores (0 once it has been dropped).
@@ -578,6 +777,7 @@ impl Handle {
 
 fn spawn_on_cores<F, Fut>(
     cores: &Arc<Cores>,
+    census: &Census,
     index: usize,
     f: F,
 ) -> io::Result<JoinHandle<Fut::Output>>
@@ -604,8 +804,11 @@ where
         }
     }
     let (join, job) = remote_job(f);
+    // Counted before it can run, so that a graceful shutdown waits for it.
+    census.job_sent(index);
     if let Err(job) = cores.send_job(index, job) {
         // The core has stopped; dropping the job unrun cancels the task.
+        census.jobs_ran(index, 1);
         drop(job);
     }
     Ok(JoinHandle::remote(join))
@@ -639,7 +842,8 @@ where
     Fut::Output: Send + 'static,
 {
     match executor::current() {
-        Some(current) => spawn_on_cores(&current.cores, core, f).unwrap_or_else(|e| panic!("{e}")),
+        Some(current) => spawn_on_cores(&current.cores, &current.census, core, f)
+            .unwrap_or_else(|e| panic!("{e}")),
         None => panic!("runtime::spawn_on called outside a runtime"),
     }
 }

@@ -219,6 +219,11 @@ impl Tasks {
         self.queue.borrow().len()
     }
 
+    /// Tasks spawned and not yet finished (the main future is not one).
+    pub(crate) fn live(&self) -> usize {
+        self.table.borrow().len()
+    }
+
     /// Takes the next task off the run queue.
     pub(crate) fn next(&self) -> Option<Ready> {
         loop {
@@ -249,14 +254,17 @@ impl Tasks {
         }
     }
 
-    /// Cancels every task; tasks spawned from then on are cancelled at once.
-    pub(crate) fn close(&self) {
+    /// Cancels every task and returns how many there were; tasks spawned from then on
+    /// are cancelled at once.
+    pub(crate) fn close(&self) -> usize {
         self.closing.set(true);
         self.queue.borrow_mut().clear();
         let table = std::mem::take(&mut *self.table.borrow_mut());
+        let cancelled = table.len();
         for (_, entry) in table {
             entry.task.cancel();
         }
+        cancelled
     }
 }
 
