@@ -147,7 +147,7 @@ pub struct CoreStats {
 /// refuses the other three with `SQPOLL`).
 ///
 /// ```
-/// let mut rt = runtime::Builder::new().cores(1).build()?;
+/// let rt = runtime::Builder::new().cores(1).build()?;
 /// let ring = rt.stats().ring;
 /// assert!(!ring.sqpoll);
 /// println!("this core's ring: {ring}");
