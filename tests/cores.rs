@@ -162,7 +162,7 @@ fn a_handle_outliving_its_runtime_reports_cancellation() {
 fn a_waker_woken_on_a_foreign_thread_wakes_its_task_on_its_own_core() {
     let _serial = serial();
     let mut rt = cores(2);
-    let (core_seen, received) = rt.block_on(async {
+    let (core_seen, stats) = rt.block_on(async {
         let task = runtime::spawn_on(1, || async {
             let woken = Arc::new(AtomicBool::new(false));
             let mut thread = None;
@@ -181,17 +181,30 @@ fn a_waker_woken_on_a_foreign_thread_wakes_its_task_on_its_own_core() {
             })
             .await;
             thread.unwrap().join().unwrap();
-            (core, runtime::stats().remote_wakes_received)
+            (core, runtime::stats())
         });
         timeout(BOUND, task).await.unwrap().unwrap()
     });
     assert_eq!(core_seen, 1);
-    assert!(received >= 1, "the wake came through core 1's inbox");
+    assert!(
+        stats.remote_wakes_received >= 1,
+        "the wake came through core 1's inbox: {stats:?}"
+    );
+    // A thread that is not a core has no ring to send a MSG_RING from.
+    assert!(
+        stats.eventfd_wakes_received >= 1,
+        "the wake came by core 1's eventfd: {stats:?}"
+    );
 }
 
 #[test]
 fn wakes_between_cores_work_with_and_without_msg_ring_and_with_spinning() {
     let _serial = serial();
+    let probe = runtime::Probe::get().unwrap();
+    let kernel_has_msg_ring = probe.supports(io_uring::opcode::MsgRingData::CODE);
+    if !kernel_has_msg_ring {
+        println!("this kernel lacks IORING_OP_MSG_RING: every wake-up goes by eventfd");
+    }
     let spin = Some(Duration::from_micros(50));
     for (msg_ring, spin) in [(true, None), (false, None), (true, spin)] {
         let mut rt = Builder::new()
@@ -218,22 +231,42 @@ fn wakes_between_cores_work_with_and_without_msg_ring_and_with_spinning() {
         });
         assert_eq!(rounds, 1000);
         let stats = handle.stats();
+        let what = format!("msg_ring {msg_ring}, spin {spin:?}: {stats:#?}");
         assert_eq!(stats.len(), 2);
-        assert!(
-            stats[0].remote_wakes_sent >= 1000,
-            "msg_ring {msg_ring}: {stats:?}"
-        );
-        assert!(
-            stats[1].remote_wakes_received >= 1000,
-            "msg_ring {msg_ring}: {stats:?}"
-        );
-        assert!(
-            stats[1].remote_wakes_sent >= 1,
-            "msg_ring {msg_ring}: {stats:?}"
-        );
-        assert!(
-            stats[1].tasks_spawned >= 1000,
-            "msg_ring {msg_ring}: {stats:?}"
+        assert!(stats[0].remote_wakes_sent >= 1000, "{what}");
+        assert!(stats[1].remote_wakes_received >= 1000, "{what}");
+        assert!(stats[1].remote_wakes_sent >= 1, "{what}");
+        assert!(stats[1].tasks_spawned >= 1000, "{what}");
+        for core in &stats {
+            // One wake-up per batch of messages: never more wake-ups than messages.
+            assert!(
+                core.msg_ring_wakes_sent + core.eventfd_wakes_sent <= core.remote_wakes_sent,
+                "{what}"
+            );
+            if msg_ring && kernel_has_msg_ring {
+                // Every wake-up between the two cores is a ring message: an eventfd
+                // write here would be a silent fall-back.
+                assert!(core.msg_ring_wakes_sent >= 1, "{what}");
+                assert_eq!(core.eventfd_wakes_sent, 0, "{what}");
+                assert_eq!(core.eventfd_wakes_received, 0, "{what}");
+            } else {
+                assert_eq!(core.msg_ring_wakes_sent, 0, "{what}");
+                assert!(core.eventfd_wakes_sent >= 1, "{what}");
+                assert!(core.eventfd_wakes_received >= 1, "{what}");
+            }
+        }
+        // Without spinning, core 1 parks between rounds, so (almost) every reply needs
+        // a wake-up of core 0; and core 0 wakes core 1 for each job.
+        if spin.is_none() {
+            let woken_by_1 = stats[1].msg_ring_wakes_sent + stats[1].eventfd_wakes_sent;
+            let woken_by_0 = stats[0].msg_ring_wakes_sent + stats[0].eventfd_wakes_sent;
+            assert!(woken_by_1 >= 500 && woken_by_0 >= 500, "{what}");
+        }
+        // Only the cores sent eventfd wake-ups here, and each one landed on the other.
+        assert_eq!(
+            stats[0].eventfd_wakes_sent + stats[1].eventfd_wakes_sent,
+            stats[0].eventfd_wakes_received + stats[1].eventfd_wakes_received,
+            "{what}"
         );
     }
 }

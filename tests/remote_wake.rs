@@ -9,6 +9,15 @@ use runtime::time::timeout;
 
 const BOUND: Duration = Duration::from_secs(10);
 
+/// The tests here run one at a time: they count wake-ups, and a waker that outlives
+/// its runtime (one test makes one on purpose) may be woken into the inbox of a later
+/// runtime that got the same core number, which counts as an eventfd wake-up there.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// A flag set by another thread, with the waker to call when it is.
 #[derive(Default)]
 struct Signal {
@@ -39,6 +48,7 @@ impl Signal {
 
 #[test]
 fn a_waker_woken_on_another_thread_wakes_the_parked_core() {
+    let _serial = serial();
     let mut rt = tests::rt();
     let before = rt.stats();
     rt.block_on(async {
@@ -51,11 +61,91 @@ fn a_waker_woken_on_another_thread_wakes_the_parked_core() {
         timeout(BOUND, task).await.expect("woken").unwrap();
         thread.join().unwrap();
     });
-    assert!(rt.stats().remote_wakes_received > before.remote_wakes_received);
+    let after = rt.stats();
+    assert!(after.remote_wakes_received > before.remote_wakes_received);
+    // The thread is no core: it has no ring to send a MSG_RING from, so the wake-up
+    // that ended the park went by the core's eventfd, and the core itself sent none.
+    assert!(
+        after.eventfd_wakes_received > before.eventfd_wakes_received,
+        "{after:?}"
+    );
+    assert_eq!(
+        after.msg_ring_wakes_sent + after.eventfd_wakes_sent,
+        0,
+        "{after:?}"
+    );
+}
+
+#[test]
+fn a_waker_woken_on_another_core_goes_home_by_msg_ring_unless_built_without() {
+    let _serial = serial();
+    const ROUNDS: usize = 200;
+    let probe = runtime::Probe::get().unwrap();
+    let kernel_has_msg_ring = probe.supports(io_uring::opcode::MsgRingData::CODE);
+    if !kernel_has_msg_ring {
+        println!("this kernel lacks IORING_OP_MSG_RING: every wake-up goes by eventfd");
+    }
+    for msg_ring in [true, false] {
+        let mut rt = runtime::Builder::new()
+            .cores(2)
+            .pin(false)
+            .msg_ring(msg_ring)
+            .build()
+            .unwrap();
+        let handle = rt.handle();
+        rt.block_on(async {
+            for _ in 0..ROUNDS {
+                let signal = Arc::new(Signal::default());
+                let s = signal.clone();
+                let (ready_tx, ready_rx) = runtime::channel::oneshot();
+                // A task on core 1 waits for the signal and says so once its waker is
+                // in place; core 0 then wakes that waker.
+                let task = runtime::spawn_on(1, move || async move {
+                    let mut ready = Some(ready_tx);
+                    std::future::poll_fn(|cx| {
+                        *s.waker.lock().unwrap() = Some(cx.waker().clone());
+                        if let Some(tx) = ready.take() {
+                            tx.send(()).unwrap();
+                        }
+                        if s.set.load(Ordering::SeqCst) {
+                            Poll::Ready(runtime::core_id())
+                        } else {
+                            Poll::Pending
+                        }
+                    })
+                    .await
+                });
+                timeout(BOUND, ready_rx).await.unwrap().unwrap();
+                signal.fire();
+                assert_eq!(timeout(BOUND, task).await.unwrap().unwrap(), 1);
+            }
+        });
+        let stats = handle.stats();
+        let what = format!("msg_ring {msg_ring}: {stats:#?}");
+        // Core 0 woke core 1 at least once a round (the job, the wake), core 1 woke
+        // core 0 at least once a round (ready, the join).
+        for core in &stats {
+            let woke = core.msg_ring_wakes_sent + core.eventfd_wakes_sent;
+            assert!(woke >= ROUNDS as u64, "{what}");
+            if msg_ring && kernel_has_msg_ring {
+                assert_eq!(core.eventfd_wakes_sent, 0, "{what}");
+                assert_eq!(core.eventfd_wakes_received, 0, "{what}");
+            } else {
+                assert_eq!(core.msg_ring_wakes_sent, 0, "{what}");
+            }
+        }
+        let sent: u64 = stats.iter().map(|c| c.eventfd_wakes_sent).sum();
+        let received: u64 = stats.iter().map(|c| c.eventfd_wakes_received).sum();
+        assert_eq!(
+            sent, received,
+            "every eventfd wake-up came from a core: {what}"
+        );
+    }
 }
 
 #[test]
 fn the_main_future_can_be_woken_from_another_thread() {
+    let _serial = serial();
     tests::rt().block_on(async {
         let signal = Arc::new(Signal::default());
         let s = signal.clone();
@@ -67,6 +157,7 @@ fn the_main_future_can_be_woken_from_another_thread() {
 
 #[test]
 fn wakes_from_many_threads_are_all_seen() {
+    let _serial = serial();
     const THREADS: usize = 4;
     const ROUNDS: usize = 2_000;
     tests::rt().block_on(async {
@@ -105,6 +196,7 @@ fn wakes_from_many_threads_are_all_seen() {
 
 #[test]
 fn a_waker_outliving_its_runtime_is_harmless() {
+    let _serial = serial();
     let waker = tests::rt()
         .block_on(async { std::future::poll_fn(|cx| Poll::Ready(cx.waker().clone())).await });
     let w = waker.clone();

@@ -46,7 +46,7 @@ pub mod time;
 
 pub use runtime::{core_count, core_id, spawn_on, stats, Builder, Handle, Runtime, ShutdownReport};
 pub use runtime_macros::{main, test};
-pub use stats::CoreStats;
+pub use stats::{CoreStats, RingFlags};
 pub use sys::probe::Probe;
 pub use task::{JoinError, JoinHandle};
 

@@ -1,4 +1,5 @@
-//! Per-core counters: [`CoreStats`] and the [`Counters`] behind it.
+//! Per-core counters: [`CoreStats`] and the [`Counters`] behind it, and [`RingFlags`],
+//! the setup each core's ring really got.
 //!
 //! Each core owns one [`Counters`] and is the only thread that writes it, so a bump
 //! is a relaxed load and a relaxed store (plain `mov`/`add` on x86; no locked
@@ -6,8 +7,13 @@
 //! ([`crate::Handle::stats`]): each value is a whole `u64` some time in the recent
 //! past, which is all statistics need. The block is aligned to its own cache lines
 //! so that a core bumping its counters never disturbs another core's.
+//!
+//! One counter is the exception: wake-ups written to a core's eventfd are counted by
+//! whichever thread writes (an atomic add next to a `write` system call), on the
+//! receiving core's block.
 
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::fmt;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
 
 /// One counter, written by one thread only.
 #[derive(Debug, Default)]
@@ -39,9 +45,28 @@ pub(crate) struct Counters {
     pub(crate) tasks_polled: Counter,
     pub(crate) remote_sent: Counter,
     pub(crate) remote_received: Counter,
+    /// Wake-ups of other cores sent as a `MSG_RING` from this core's ring.
+    pub(crate) msg_ring_wakes: Counter,
+    /// Wake-ups of other cores sent as a write to their eventfd from this core.
+    pub(crate) eventfd_wakes: Counter,
+    /// Wake-ups written to this core's eventfd by any thread: the only counter with
+    /// more than one writer, so it is added to atomically.
+    eventfd_wakes_received: AtomicU64,
+    /// The core's [`RingFlags`] as bits, stored once when its ring is set up.
+    ring: AtomicU32,
 }
 
 impl Counters {
+    /// Records the setup of this core's ring (once, by the core, before it runs).
+    pub(crate) fn set_ring(&self, flags: RingFlags) {
+        self.ring.store(flags.to_bits(), Relaxed);
+    }
+
+    /// Counts a wake-up written to this core's eventfd (from any thread).
+    pub(crate) fn count_eventfd_wake(&self) {
+        self.eventfd_wakes_received.fetch_add(1, Relaxed);
+    }
+
     pub(crate) fn snapshot(&self) -> CoreStats {
         CoreStats {
             ops_submitted: self.ops_submitted.get(),
@@ -53,7 +78,11 @@ impl Counters {
             tasks_polled: self.tasks_polled.get(),
             remote_wakes_sent: self.remote_sent.get(),
             remote_wakes_received: self.remote_received.get(),
+            msg_ring_wakes_sent: self.msg_ring_wakes.get(),
+            eventfd_wakes_sent: self.eventfd_wakes.get(),
+            eventfd_wakes_received: self.eventfd_wakes_received.load(Relaxed),
             timers_fired: self.timers_fired.get(),
+            ring: RingFlags::from_bits(self.ring.load(Relaxed)),
         }
     }
 }
@@ -88,10 +117,163 @@ pub struct CoreStats {
     pub tasks_spawned: u64,
     /// Task polls.
     pub tasks_polled: u64,
-    /// Wakes and spawned jobs this core sent to other cores.
+    /// Wakes and spawned jobs this core sent to other cores (messages left in their
+    /// inboxes; several may share one wake-up).
     pub remote_wakes_sent: u64,
     /// Wakes and spawned jobs this core received from other threads.
     pub remote_wakes_received: u64,
+    /// Wake-ups of another core this core sent as an `IORING_OP_MSG_RING` from its own
+    /// ring (counted when queued; one whose CQE reports a failure is sent again by
+    /// eventfd and counted there too).
+    pub msg_ring_wakes_sent: u64,
+    /// Wake-ups of another core this core sent as a write to that core's eventfd:
+    /// without `MSG_RING` (old kernel, `Builder::msg_ring(false)`), while this core's
+    /// driver was busy, or after a `MSG_RING` failed. Wake-ups sent by threads that are
+    /// not cores of a runtime always go by eventfd; they count only in
+    /// `eventfd_wakes_received` of the core they wake.
+    pub eventfd_wakes_sent: u64,
+    /// Wake-ups written to this core's eventfd by any thread: other cores falling back
+    /// from `MSG_RING`, and threads that are not cores. Wake-ups by `MSG_RING` are
+    /// counted by their senders only.
+    pub eventfd_wakes_received: u64,
     /// Timers that fired.
     pub timers_fired: u64,
+    /// What this core's ring really got from `io_uring_setup`.
+    pub ring: RingFlags,
+}
+
+/// The setup a core's ring really got: the optional `io_uring_setup` flags the kernel
+/// accepted for it (a flag is recorded only if the ring was created with it), and the
+/// ways its `io_uring_enter` calls are made.
+///
+/// By default a ring gets `SINGLE_ISSUER | DEFER_TASKRUN | COOP_TASKRUN | TASKRUN_FLAG`,
+/// each where the kernel has it; with [`Builder::sqpoll`](crate::Builder::sqpoll) it
+/// gets `SQPOLL`, plus `SINGLE_ISSUER` where the kernel takes the pair (the kernel
+/// refuses the other three with `SQPOLL`).
+///
+/// ```
+/// let rt = runtime::Builder::new().cores(1).build()?;
+/// let ring = rt.stats().ring;
+/// assert!(!ring.sqpoll);
+/// println!("this core's ring: {ring}");
+/// # Ok::<(), std::io::Error>(())
+/// ```
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RingFlags {
+    /// `IORING_SETUP_SQPOLL`: a kernel thread polls the submission queue (Linux 5.11
+    /// for unprivileged processes).
+    pub sqpoll: bool,
+    /// `IORING_SETUP_SINGLE_ISSUER`: only the core's thread submits (Linux 6.0).
+    pub single_issuer: bool,
+    /// `IORING_SETUP_DEFER_TASKRUN`: completions are run only when the core enters the
+    /// kernel to ask for them, never by interrupting it (Linux 6.1).
+    pub defer_taskrun: bool,
+    /// `IORING_SETUP_COOP_TASKRUN`: the kernel does not interrupt the thread to run
+    /// completions (Linux 5.19).
+    pub coop_taskrun: bool,
+    /// `IORING_SETUP_TASKRUN_FLAG`: the kernel flags pending completions in the SQ ring
+    /// (`IORING_SQ_TASKRUN`), so the core knows when to ask for them (Linux 5.19).
+    pub taskrun_flag: bool,
+    /// The ring fd is registered (`IORING_REGISTER_RING_FDS`, Linux 5.18) and enters
+    /// name it by its index.
+    pub registered_fd: bool,
+    /// Waits pass `IORING_ENTER_NO_IOWAIT` (`IORING_FEAT_NO_IOWAIT`, Linux 6.15), so a
+    /// parked core is not counted as waiting for I/O.
+    pub no_iowait: bool,
+}
+
+impl RingFlags {
+    const SQPOLL: u32 = 1 << 0;
+    const SINGLE_ISSUER: u32 = 1 << 1;
+    const DEFER_TASKRUN: u32 = 1 << 2;
+    const COOP_TASKRUN: u32 = 1 << 3;
+    const TASKRUN_FLAG: u32 = 1 << 4;
+    const REGISTERED_FD: u32 = 1 << 5;
+    const NO_IOWAIT: u32 = 1 << 6;
+
+    fn fields(&self) -> [(bool, u32, &'static str); 7] {
+        [
+            (self.sqpoll, Self::SQPOLL, "SQPOLL"),
+            (self.single_issuer, Self::SINGLE_ISSUER, "SINGLE_ISSUER"),
+            (self.defer_taskrun, Self::DEFER_TASKRUN, "DEFER_TASKRUN"),
+            (self.coop_taskrun, Self::COOP_TASKRUN, "COOP_TASKRUN"),
+            (self.taskrun_flag, Self::TASKRUN_FLAG, "TASKRUN_FLAG"),
+            (self.registered_fd, Self::REGISTERED_FD, "registered fd"),
+            (self.no_iowait, Self::NO_IOWAIT, "NO_IOWAIT waits"),
+        ]
+    }
+
+    fn to_bits(self) -> u32 {
+        self.fields()
+            .iter()
+            .filter(|(on, _, _)| *on)
+            .fold(0, |bits, (_, bit, _)| bits | bit)
+    }
+
+    fn from_bits(bits: u32) -> RingFlags {
+        RingFlags {
+            sqpoll: bits & Self::SQPOLL != 0,
+            single_issuer: bits & Self::SINGLE_ISSUER != 0,
+            defer_taskrun: bits & Self::DEFER_TASKRUN != 0,
+            coop_taskrun: bits & Self::COOP_TASKRUN != 0,
+            taskrun_flag: bits & Self::TASKRUN_FLAG != 0,
+            registered_fd: bits & Self::REGISTERED_FD != 0,
+            no_iowait: bits & Self::NO_IOWAIT != 0,
+        }
+    }
+
+    /// The optional `io_uring_setup` flags alone, as the kernel names them
+    /// (`SQPOLL|SINGLE_ISSUER`), or `no optional flags`.
+    pub(crate) fn setup_names(&self) -> String {
+        let names: Vec<&str> = self.fields()[..5]
+            .iter()
+            .filter(|(on, _, _)| *on)
+            .map(|(_, _, name)| *name)
+            .collect();
+        if names.is_empty() {
+            "no optional flags".to_owned()
+        } else {
+            names.join("|")
+        }
+    }
+}
+
+/// The setup flags as the kernel names them, then how enters are made, e.g.
+/// `SINGLE_ISSUER|DEFER_TASKRUN|COOP_TASKRUN|TASKRUN_FLAG, registered fd, NO_IOWAIT waits`.
+impl fmt::Display for RingFlags {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.setup_names())?;
+        for (on, _, name) in &self.fields()[5..] {
+            if *on {
+                write!(f, ", {name}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ring_flags_survive_the_bits_and_name_themselves() {
+        let flags = RingFlags {
+            sqpoll: true,
+            single_issuer: true,
+            no_iowait: true,
+            ..RingFlags::default()
+        };
+        let counters = Counters::default();
+        assert_eq!(counters.snapshot().ring, RingFlags::default());
+        counters.set_ring(flags);
+        assert_eq!(counters.snapshot().ring, flags);
+        assert_eq!(flags.setup_names(), "SQPOLL|SINGLE_ISSUER");
+        assert_eq!(flags.to_string(), "SQPOLL|SINGLE_ISSUER, NO_IOWAIT waits");
+        assert_eq!(RingFlags::default().to_string(), "no optional flags");
+        let all = RingFlags::from_bits(u32::MAX);
+        assert_eq!(RingFlags::from_bits(all.to_bits()), all);
+        assert!(all.sqpoll && all.defer_taskrun && all.registered_fd && all.no_iowait);
+    }
 }

@@ -262,9 +262,16 @@ pub struct TempDir(std::path::PathBuf);
 
 impl TempDir {
     pub fn new(tag: &str) -> TempDir {
+        TempDir::new_in(&std::env::temp_dir(), tag)
+    }
+
+    /// A fresh directory under `base`: for tests that need a disk filesystem (O_DIRECT),
+    /// `env!("CARGO_TARGET_TMPDIR")`, in the target directory, rather than a `/tmp`
+    /// that may be tmpfs.
+    pub fn new_in(base: &std::path::Path, tag: &str) -> TempDir {
         static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let path = std::env::temp_dir().join(format!("rt-{}-{tag}-{n}", std::process::id()));
+        let path = base.join(format!("rt-{}-{tag}-{n}", std::process::id()));
         std::fs::create_dir_all(&path).expect("the temporary directory can be made");
         TempDir(path)
     }
@@ -312,4 +319,54 @@ pub fn bytes_readable(fd: std::os::fd::RawFd) -> usize {
     let res = unsafe { libc::ioctl(fd, libc::FIONREAD, &mut n) };
     assert_eq!(res, 0, "FIONREAD: {}", std::io::Error::last_os_error());
     n as usize
+}
+
+/// The type of the filesystem holding `path`, by name where it is a common one.
+pub fn filesystem_of(path: &std::path::Path) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(c_path) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
+        return "unknown".into();
+    };
+    // SAFETY: statfs is plain old data; statfs(2) fills the one we pass, and reads the
+    // NUL-terminated path, which lives across the call.
+    let mut fs: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    if unsafe { libc::statfs(c_path.as_ptr(), &mut fs) } != 0 {
+        return format!("unknown ({})", std::io::Error::last_os_error());
+    }
+    let name = match fs.f_type as u64 {
+        0x0102_1994 => "tmpfs",
+        0xEF53 => "ext2/3/4",
+        0x5846_5342 => "xfs",
+        0x9123_683E => "btrfs",
+        0x794C_7630 => "overlayfs",
+        0x6969 => "nfs",
+        0x6573_5546 => "fuse",
+        other => return format!("filesystem type {other:#x}"),
+    };
+    name.into()
+}
+
+/// Why the filesystem at `dir` refuses `O_DIRECT` to a plain `open(2)`, or `None` if
+/// it takes it: a test that got `EINVAL` from the runtime's open may skip only when
+/// the kernel refuses the same open without the runtime.
+pub fn o_direct_refused(dir: &std::path::Path) -> Option<String> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = dir.join("o-direct-probe");
+    let opened = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .custom_flags(libc::O_DIRECT)
+        .open(&path);
+    let _ = std::fs::remove_file(&path);
+    match opened {
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => Some(format!(
+            "{} ({}) answers open(2) with O_DIRECT with {e}",
+            dir.display(),
+            filesystem_of(dir)
+        )),
+        _ => None,
+    }
 }

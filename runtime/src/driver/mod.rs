@@ -175,15 +175,11 @@ impl Driver {
         static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         let id = NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let entries = config.entries;
-        let sqpoll_ms = config
-            .sqpoll_idle
-            .map(|d| u32::try_from(d.as_millis()).unwrap_or(u32::MAX));
-        let ring = probe
-            .setup_flags()
-            .builder(entries, sqpoll_ms)
-            .build(entries)
-            .map_err(|e| crate::sys::setup_error(e, entries))?;
-        let ring_fd = RingFd::register(ring.as_raw_fd());
+        let (ring, mut flags) = probe.setup_ring(entries, config.sqpoll_idle)?;
+        let ring_fd = RingFd::register(ring.as_raw_fd(), ring.params().is_feature_no_iowait());
+        flags.registered_fd = ring_fd.is_registered();
+        flags.no_iowait = ring_fd.waits_without_iowait();
+        counters.set_ring(flags);
         let msg_skip = ring.params().is_feature_skip_cqe_on_success();
         let recv_ring = match config.recv_buffers {
             (0, _) => Err(Missing::Disabled(
@@ -237,7 +233,7 @@ impl Driver {
             inner: RefCell::new(Inner {
                 ring,
                 ring_fd,
-                sqpoll: sqpoll_ms.is_some(),
+                sqpoll: flags.sqpoll,
                 ops: Slab::with_capacity(entries as usize),
                 generation: 0,
                 pending: Vec::with_capacity(entries as usize),

@@ -5,7 +5,9 @@
 //! by an `IORING_OP_MSG_RING` queued on the sender's own ring (it goes to the kernel
 //! with the sender's next batched `io_uring_enter`, no syscall of its own), or, when
 //! the sender is not a runtime core, the kernel lacks `MSG_RING`, the builder turned
-//! it off or the message failed, by a write to the target's eventfd.
+//! it off or the message failed, by a write to the target's eventfd. The sending core
+//! counts which way each wake-up went (`msg_ring_wakes_sent`, `eventfd_wakes_sent`),
+//! so a silent fall-back from one to the other shows in its [`CoreStats`].
 
 use std::io;
 use std::sync::Arc;
@@ -24,8 +26,8 @@ pub(crate) struct Cores {
 
 impl Cores {
     pub(crate) fn new(n: usize) -> io::Result<Cores> {
-        let inboxes = inbox::register(n)?.into_boxed_slice();
-        let counters = (0..n).map(|_| Arc::default()).collect();
+        let counters: Box<[Arc<Counters>]> = (0..n).map(|_| Arc::default()).collect();
+        let inboxes = inbox::register(&counters)?.into_boxed_slice();
         Ok(Cores { inboxes, counters })
     }
 
@@ -76,7 +78,7 @@ impl Drop for Cores {
 }
 
 /// Counts a message left in `inbox` by core `from` (if this thread is one) and wakes
-/// the inbox's core if needed.
+/// the inbox's core if needed, counting on `from` which way the wake-up went.
 fn sent(inbox: &Inbox, wake: bool, from: Option<&Core>) {
     if let Some(core) = from {
         core.counters.remote_sent.add(1);
@@ -88,8 +90,15 @@ fn sent(inbox: &Inbox, wake: bool, from: Option<&Core>) {
         (Some(core), Some(fd)) => core.driver.send_msg(fd, inbox.core()),
         _ => false,
     };
-    if !by_ring {
-        inbox.signal();
+    if by_ring {
+        if let Some(core) = from {
+            core.counters.msg_ring_wakes.add(1);
+        }
+        return;
+    }
+    inbox.signal();
+    if let Some(core) = from {
+        core.counters.eventfd_wakes.add(1);
     }
 }
 
@@ -111,6 +120,8 @@ pub(crate) fn wake_remote(id: TaskId) {
 /// Wakes cores whose `MSG_RING` from this core failed, through their eventfds.
 pub(crate) fn resend(core: &Core) {
     for target in core.driver.take_failed_msgs() {
-        inbox::with(target, Inbox::signal);
+        if inbox::with(target, Inbox::signal).is_some() {
+            core.counters.eventfd_wakes.add(1);
+        }
     }
 }

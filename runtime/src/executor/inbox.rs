@@ -21,6 +21,7 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 
+use crate::stats::Counters;
 use crate::task::{Job, TaskId, MAX_CORES};
 
 /// One core's inbox.
@@ -33,6 +34,8 @@ pub(crate) struct Inbox {
     /// The core's ring, for `MSG_RING`: a duplicate fd the runtime keeps open until
     /// every core has stopped; -1 until the core is up.
     ring_fd: AtomicI32,
+    /// The core's counters, where eventfd wake-ups from any thread are counted.
+    counters: Arc<Counters>,
 }
 
 #[derive(Default)]
@@ -53,13 +56,14 @@ impl std::fmt::Debug for Pending {
 }
 
 impl Inbox {
-    fn new(core: u16) -> io::Result<Inbox> {
+    fn new(core: u16, counters: Arc<Counters>) -> io::Result<Inbox> {
         Ok(Inbox {
             core,
             pending: Mutex::new(Pending::default()),
             notified: AtomicBool::new(false),
             eventfd: crate::sys::eventfd()?,
             ring_fd: AtomicI32::new(-1),
+            counters,
         })
     }
 
@@ -141,7 +145,8 @@ impl Inbox {
         let jobs = std::mem::take(&mut pending.jobs);
         drop(pending);
         self.mark();
-        self.signal();
+        // A stop, not a wake-up: not counted.
+        crate::sys::eventfd_signal(self.eventfd.as_raw_fd());
         jobs
     }
 
@@ -149,17 +154,20 @@ impl Inbox {
         self.lock().closed
     }
 
-    /// Wakes the core through its eventfd.
+    /// Wakes the core through its eventfd, and counts it on the core.
     pub(crate) fn signal(&self) {
         crate::sys::eventfd_signal(self.eventfd.as_raw_fd());
+        self.counters.count_eventfd_wake();
     }
 }
 
 /// Inboxes by process-wide core number.
 static REGISTRY: RwLock<Vec<Option<Arc<Inbox>>>> = RwLock::new(Vec::new());
 
-/// Makes `n` inboxes with consecutive core numbers and registers them.
-pub(crate) fn register(n: usize) -> io::Result<Vec<Arc<Inbox>>> {
+/// Makes one inbox per core (`counters` by core index) with consecutive core numbers
+/// and registers them.
+pub(crate) fn register(counters: &[Arc<Counters>]) -> io::Result<Vec<Arc<Inbox>>> {
+    let n = counters.len();
     let mut table = REGISTRY.write().unwrap_or_else(PoisonError::into_inner);
     // The first run of `n` free numbers, else after the end.
     let mut base = 0;
@@ -180,7 +188,7 @@ pub(crate) fn register(n: usize) -> io::Result<Vec<Arc<Inbox>>> {
     }
     let mut inboxes = Vec::with_capacity(n);
     for core in base..base + n {
-        match Inbox::new(core as u16) {
+        match Inbox::new(core as u16, counters[core - base].clone()) {
             Ok(inbox) => inboxes.push(Arc::new(inbox)),
             Err(e) => {
                 for slot in &mut table[base..core] {
