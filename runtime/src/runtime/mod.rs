@@ -101,6 +101,14 @@ impl Builder {
     /// Lets a kernel thread poll each submission queue, sleeping after `idle` without
     /// work (`None`, the default: the core submits with `io_uring_enter`). It saves
     /// submit syscalls at the price of a busy kernel thread per core.
+    ///
+    /// An `SQPOLL` ring gets `SINGLE_ISSUER` but not `DEFER_TASKRUN` or `COOP_TASKRUN`,
+    /// which the kernel refuses with it ([`CoreStats::ring`](crate::CoreStats) says
+    /// what each ring got). The kernel's thread inherits the core thread's CPU mask: with
+    /// `pin(true)` it shares its core's CPU, and the two take turns instead of running
+    /// side by side, so `SQPOLL` pays off with `pin(false)` or with spare CPUs the
+    /// process may use. [`Probe::sqpoll`](crate::Probe::sqpoll) says whether this
+    /// kernel and process may use it, and why not.
     pub fn sqpoll(mut self, idle: Option<Duration>) -> Builder {
         self.sqpoll = idle;
         self
