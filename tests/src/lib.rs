@@ -44,29 +44,39 @@ impl Drop for TrackedBuf {
     }
 }
 
-// SAFETY: delegates to the inner Vec, whose heap block does not move with the struct.
-unsafe impl runtime::buf::IoBuf for TrackedBuf {
-    fn stable_ptr(&self) -> *const u8 {
-        self.data.stable_ptr()
-    }
-    fn bytes_init(&self) -> usize {
-        self.data.bytes_init()
-    }
-    fn bytes_total(&self) -> usize {
-        self.data.bytes_total()
-    }
+/// Implements `IoBuf` and `IoBufMut` for a test buffer type by delegating to its
+/// `data: Vec<u8>` field.
+#[macro_export]
+macro_rules! vec_backed_buf {
+    ($ty:ty) => {
+        // SAFETY: delegates to the inner Vec, whose heap block does not move with the
+        // struct and is never reallocated (nothing here grows it).
+        unsafe impl runtime::buf::IoBuf for $ty {
+            fn stable_ptr(&self) -> *const u8 {
+                self.data.stable_ptr()
+            }
+            fn bytes_init(&self) -> usize {
+                self.data.bytes_init()
+            }
+            fn bytes_total(&self) -> usize {
+                self.data.bytes_total()
+            }
+        }
+
+        // SAFETY: delegates to the inner Vec.
+        unsafe impl runtime::buf::IoBufMut for $ty {
+            fn stable_mut_ptr(&mut self) -> *mut u8 {
+                self.data.stable_mut_ptr()
+            }
+            unsafe fn set_init(&mut self, pos: usize) {
+                // SAFETY: the caller's promise is passed on unchanged.
+                unsafe { self.data.set_init(pos) }
+            }
+        }
+    };
 }
 
-// SAFETY: delegates to the inner Vec.
-unsafe impl runtime::buf::IoBufMut for TrackedBuf {
-    fn stable_mut_ptr(&mut self) -> *mut u8 {
-        self.data.stable_mut_ptr()
-    }
-    unsafe fn set_init(&mut self, pos: usize) {
-        // SAFETY: the caller's promise is passed on unchanged.
-        unsafe { self.data.set_init(pos) }
-    }
-}
+vec_backed_buf!(TrackedBuf);
 
 /// Polls `future` exactly once and hands it back (so a test can drop it mid-flight).
 pub async fn poll_once<F: Future + Unpin>(mut future: F) -> (Option<F::Output>, F) {

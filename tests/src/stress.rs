@@ -193,30 +193,7 @@ impl Drop for CountedBuf {
     }
 }
 
-// SAFETY: delegates to the inner Vec, whose heap block does not move with the struct
-// and is never reallocated (nothing here grows it).
-unsafe impl runtime::buf::IoBuf for CountedBuf {
-    fn stable_ptr(&self) -> *const u8 {
-        self.data.stable_ptr()
-    }
-    fn bytes_init(&self) -> usize {
-        self.data.bytes_init()
-    }
-    fn bytes_total(&self) -> usize {
-        self.data.bytes_total()
-    }
-}
-
-// SAFETY: delegates to the inner Vec.
-unsafe impl runtime::buf::IoBufMut for CountedBuf {
-    fn stable_mut_ptr(&mut self) -> *mut u8 {
-        self.data.stable_mut_ptr()
-    }
-    unsafe fn set_init(&mut self, pos: usize) {
-        // SAFETY: the caller's promise is passed on unchanged.
-        unsafe { self.data.set_init(pos) }
-    }
-}
+crate::vec_backed_buf!(CountedBuf);
 
 /// Fills `out` with bytes `pos..` of the stream named by `seed`: eight bytes per mix
 /// of their position, so a chunk that is lost, repeated or moved does not match.
