@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use runtime::net::{TcpListener, TcpStream};
 
-use super::{nanos_between, PATIENCE, PEER_CPU, RUNTIME_CPU};
+use super::{nanos_between, ThreadClock, PATIENCE, PEER_CPU, RUNTIME_CPU};
 use crate::latency::Percentiles;
 use crate::measure::{on_pinned_thread, pin_current};
 
@@ -32,6 +32,8 @@ pub struct BurstRound {
     /// How long the clients took to close the idle connections (and the baseline
     /// ones).
     pub closing: u64,
+    /// The runtime thread's CPU time from the first close to the answer.
+    pub runtime_cpu: u64,
 }
 
 /// Runs one round with `idle` idle connections: the server on a fresh
@@ -43,6 +45,7 @@ pub fn burst_round(idle: usize) -> io::Result<BurstRound> {
 fn run(idle: usize) -> io::Result<BurstRound> {
     let mut rt = runtime::Builder::new().cores(1).build()?;
     let mut clients = None;
+    let clock = ThreadClock::of_current_thread()?;
     let result = rt.block_on(async {
         let listener = TcpListener::bind("127.0.0.1:0")?;
         let addr = listener.local_addr()?;
@@ -51,7 +54,7 @@ fn run(idle: usize) -> io::Result<BurstRound> {
             thread::Builder::new()
                 .name("closebench-clients".to_string())
                 .spawn(move || {
-                    let result = pin_current(PEER_CPU).and_then(|()| load(addr, idle));
+                    let result = pin_current(PEER_CPU).and_then(|()| load(addr, idle, clock));
                     let _ = done_tx.send(result);
                 })?,
         );
@@ -99,8 +102,8 @@ async fn echo(stream: TcpStream) {
     }
 }
 
-/// The clients' side of a round.
-fn load(addr: SocketAddr, idle: usize) -> io::Result<BurstRound> {
+/// The clients' side of a round; `runtime` is the clock of the server's thread.
+fn load(addr: SocketAddr, idle: usize, runtime: ThreadClock) -> io::Result<BurstRound> {
     let mut open = Vec::with_capacity(idle + BASELINE);
     for _ in 0..idle {
         let (stream, _) = request(addr)?;
@@ -113,16 +116,18 @@ fn load(addr: SocketAddr, idle: usize) -> io::Result<BurstRound> {
         open.push(stream);
     }
     let baseline = Percentiles::of(&mut baseline).map_or(0, |p| p.median as u64);
-    let first = Instant::now();
+    let (first, cpu) = (Instant::now(), runtime.nanos());
     drop(open);
     let last = Instant::now();
     let (_stream, _) = request(addr)?;
     let answered = Instant::now();
+    let runtime_cpu = runtime.nanos().saturating_sub(cpu);
     Ok(BurstRound {
         baseline,
         from_first_close: nanos_between(first, answered),
         from_last_close: nanos_between(last, answered),
         closing: nanos_between(first, last),
+        runtime_cpu,
     })
 }
 

@@ -3,6 +3,7 @@
 
 use std::io;
 use std::net::{TcpListener, TcpStream as StdStream};
+use std::rc::Rc;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -10,7 +11,9 @@ use runtime::channel::mpsc::{self, Receiver};
 use runtime::net::TcpStream;
 
 use super::holder::{self, Holder};
-use super::{loopback_pairs, nanos_between, watch_for_eof, PATIENCE, PEER_CPU, RUNTIME_CPU};
+use super::{
+    loopback_pairs, nanos_between, watch_for_eof, ThreadClock, PATIENCE, PEER_CPU, RUNTIME_CPU,
+};
 use crate::measure::{on_pinned_thread, pin_current};
 
 /// What one round with `pending` other reads in flight measured.
@@ -31,8 +34,13 @@ pub struct CloseRound {
     /// The same batch: nanoseconds per close until the peer read end of stream on
     /// the last socket of the batch.
     pub batch_eof: f64,
+    /// The runtime thread's CPU time per close over `batch_runtime`.
+    pub batch_cpu: f64,
     /// The drop of the runtime with the `pending` reads still in flight.
     pub shutdown: Duration,
+    /// The CPU time of the thread that dropped the runtime (its only core),
+    /// over `shutdown`.
+    pub shutdown_cpu: Duration,
 }
 
 /// One series of closes, one at a time, in nanoseconds per close.
@@ -43,6 +51,8 @@ pub struct Series {
     pub runtime: Vec<u64>,
     /// From the drop of the socket until the peer read end of stream.
     pub eof: Vec<u64>,
+    /// The runtime thread's CPU time over [`runtime`](Self::runtime).
+    pub cpu: Vec<u64>,
 }
 
 /// Runs one round on a fresh single-core runtime pinned to [`RUNTIME_CPU`], with
@@ -96,9 +106,11 @@ fn run(pending: usize, closes: usize) -> io::Result<CloseRound> {
         );
         measure(connections, seen).await
     });
-    let started = Instant::now();
+    let clock = ThreadClock::of_current_thread()?;
+    let (started, cpu_before) = (Instant::now(), clock.nanos());
     drop(rt);
     let shutdown = started.elapsed();
+    let shutdown_cpu = Duration::from_nanos(clock.nanos().saturating_sub(cpu_before));
     // Every socket the peer watches is closed by now, so it has finished.
     let watched = match watcher {
         Some(watcher) => watcher
@@ -120,6 +132,7 @@ fn run(pending: usize, closes: usize) -> io::Result<CloseRound> {
     released?;
     round.pending = pending;
     round.shutdown = shutdown;
+    round.shutdown_cpu = shutdown_cpu;
     Ok(round)
 }
 
@@ -133,37 +146,37 @@ async fn measure(connections: Connections, mut seen: Receiver<Instant>) -> io::R
         }));
     }
     let in_flight = settle(pending).await?;
+    let clock = ThreadClock::of_current_thread()?;
 
     let mut idle = Series::default();
     for near in connections.idle {
         let stream = TcpStream::from_std(near)?;
-        let start = Instant::now();
+        let (start, cpu) = (Instant::now(), clock.nanos());
         drop(stream);
         runtime::nop().await?;
         idle.runtime.push(nanos_between(start, Instant::now()));
+        idle.cpu.push(clock.nanos().saturating_sub(cpu));
         idle.eof
             .push(nanos_between(start, next_eof(&mut seen).await?));
     }
 
     let mut dropped_read = Series::default();
     for near in connections.dropped_read {
-        let stream = TcpStream::from_std(near)?;
-        let mut read = Box::pin(stream.read(vec![0u8; 64]));
+        // Shared with the read's future, which a close takes away first, as a
+        // connection task's drop would.
+        let stream = Rc::new(TcpStream::from_std(near)?);
+        let reader = stream.clone();
+        let mut read = Box::pin(async move { reader.read(vec![0u8; 64]).await });
         if futures_lite::future::poll_once(&mut read).await.is_some() {
             return Err(io::Error::other("a read from a silent peer completed"));
         }
         // The read is in the kernel once an op queued after it has completed.
         runtime::nop().await?;
-        let start = Instant::now();
-        drop(read);
-        drop(stream);
-        runtime::nop().await?;
-        dropped_read
-            .runtime
-            .push(nanos_between(start, Instant::now()));
-        dropped_read
-            .eof
-            .push(nanos_between(start, next_eof(&mut seen).await?));
+        timed_close(&mut dropped_read, clock, &mut seen, move || {
+            drop(read);
+            drop(stream);
+        })
+        .await?;
     }
 
     let batch = connections
@@ -172,10 +185,11 @@ async fn measure(connections: Connections, mut seen: Receiver<Instant>) -> io::R
         .map(TcpStream::from_std)
         .collect::<io::Result<Vec<_>>>()?;
     let count = batch.len().max(1) as f64;
-    let start = Instant::now();
+    let (start, cpu) = (Instant::now(), clock.nanos());
     drop(batch);
     runtime::nop().await?;
     let batch_runtime = nanos_between(start, Instant::now()) as f64 / count;
+    let batch_cpu = clock.nanos().saturating_sub(cpu) as f64 / count;
     let mut last = start;
     for _ in 0..count as usize {
         last = next_eof(&mut seen).await?;
@@ -189,8 +203,28 @@ async fn measure(connections: Connections, mut seen: Receiver<Instant>) -> io::R
         dropped_read,
         batch_runtime,
         batch_eof,
+        batch_cpu,
         shutdown: Duration::ZERO,
+        shutdown_cpu: Duration::ZERO,
     })
+}
+
+/// Runs `close`, then a nop, and notes in `series` the time and the CPU time of
+/// the runtime thread (`clock`) until the nop completed, and the time until the
+/// peer saw end of stream.
+async fn timed_close(
+    series: &mut Series,
+    clock: ThreadClock,
+    seen: &mut Receiver<Instant>,
+    close: impl FnOnce(),
+) -> io::Result<()> {
+    let (start, cpu) = (Instant::now(), clock.nanos());
+    close();
+    runtime::nop().await?;
+    series.runtime.push(nanos_between(start, Instant::now()));
+    series.cpu.push(clock.nanos().saturating_sub(cpu));
+    series.eof.push(nanos_between(start, next_eof(seen).await?));
+    Ok(())
 }
 
 /// Lets the spawned readers run until at least `pending` ops are in flight, and

@@ -65,24 +65,53 @@ pub fn print_closes(rounds: &[CloseRound], pending: &[usize], closes: usize) {
             micros(batch),
         );
     }
-    println!("  idle: the socket has no op of its own; read: its read was dropped in flight just before;");
-    println!("  batch: {closes} sockets without ops dropped at once, per close (until the op after them completes / the peer sees the last end of stream)");
+    println!();
+    println!(
+        "closing one socket, the runtime thread's CPU time over its runtime-side figure, µs per close"
+    );
+    println!(
+        "  {:>9}   {:>10} {:>10}   {:>12}",
+        "pending", "idle med", "read med", "batch/close"
+    );
+    for (n, rounds) in &groups {
+        let idle = percentiles(rounds, |r| &r.idle.cpu);
+        let read = percentiles(rounds, |r| &r.dropped_read.cpu);
+        let batch = median(rounds.iter().map(|r| r.batch_cpu));
+        println!(
+            "  {:>9}   {:>10} {:>10}   {:>12}",
+            grouped(*n as u64),
+            micros(idle.median),
+            micros(read.median),
+            micros(batch),
+        );
+    }
+    println!(
+        "  idle: the socket has no op of its own; read: its read was dropped in flight just before;"
+    );
+    println!(
+        "  batch: {closes} sockets without ops dropped at once, per close (until the op after \
+         them completes / the peer sees the last end of stream)"
+    );
 
     println!();
     println!("dropping the runtime with the pending reads in flight, ms");
-    println!("  {:>9}   {:>10}   min - max", "pending", "median");
+    println!(
+        "  {:>9}   {:>10}   {:<19}   {:>10}",
+        "pending", "median", "min - max", "CPU median"
+    );
     for (n, rounds) in &groups {
-        let drops: Vec<f64> = rounds
+        let wall: Vec<f64> = rounds
             .iter()
             .map(|r| r.shutdown.as_nanos() as f64)
             .collect();
-        if let Some(spread) = Spread::of(&drops) {
+        let cpu = median(rounds.iter().map(|r| r.shutdown_cpu.as_nanos() as f64));
+        if let Some(spread) = Spread::of(&wall) {
             println!(
-                "  {:>9}   {:>10}   {} - {}",
+                "  {:>9}   {:>10}   {:<19}   {:>10}",
                 grouped(*n as u64),
                 millis(spread.median),
-                millis(spread.min),
-                millis(spread.max),
+                format!("{} - {}", millis(spread.min), millis(spread.max)),
+                millis(cpu),
             );
         }
     }
@@ -99,13 +128,16 @@ pub fn print_burst(rounds: &[BurstRound], idle: usize) {
         grouped(idle as u64)
     );
     println!("  {:<48} {:>10}   min - max", "", "median");
-    let rows: [(&str, Figure); 4] = [
+    let rows: [(&str, Figure); 5] = [
         ("baseline (connections open), connect to answer", |r| {
             r.baseline
         }),
         ("from the first close to the answer", |r| r.from_first_close),
         ("from the last close to the answer", |r| r.from_last_close),
         ("the clients' closes took", |r| r.closing),
+        ("the runtime's CPU time, first close to answer", |r| {
+            r.runtime_cpu
+        }),
     ];
     for (label, figure) in rows {
         let values: Vec<f64> = rounds.iter().map(|r| figure(r) as f64).collect();
