@@ -17,10 +17,14 @@
 //! `net` holds the network benchmarks of `src/bin/netbench.rs`: echo and HTTP
 //! servers of every contender, each in a process of its own on one CPU,
 //! loaded from another, compared by the server CPU time they take.
+//!
+//! `close` holds `src/bin/closebench.rs`: what closing a socket and dropping a
+//! runtime cost as the operations in flight on the core grow.
 
 use std::io;
 
 pub mod args;
+pub mod close;
 pub mod cross;
 pub mod fs;
 pub mod glommio_peer;
