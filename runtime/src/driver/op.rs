@@ -66,47 +66,12 @@ use std::io;
 use std::os::fd::RawFd;
 use std::pin::Pin;
 use std::rc::Rc;
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
 
 use io_uring::squeue::Entry;
 
+use super::slots::{Cqe, Token};
 use super::Driver;
-
-/// `user_data` of an op: slab index (low 32 bits) and generation (high 32 bits).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Token(pub(super) u64);
-
-impl Token {
-    pub(super) fn new(index: usize, generation: u32) -> Token {
-        Token(u64::from(generation) << 32 | index as u64)
-    }
-
-    pub(super) fn index(self) -> usize {
-        (self.0 & 0xffff_ffff) as usize
-    }
-
-    pub(super) fn generation(self) -> u32 {
-        (self.0 >> 32) as u32
-    }
-}
-
-/// A completion as the driver hands it to an op.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Cqe {
-    pub(crate) result: i32,
-    pub(crate) flags: u32,
-}
-
-impl Cqe {
-    /// The result as `io::Result`: a negative result is `-errno`.
-    pub(crate) fn into_result(self) -> io::Result<u32> {
-        if self.result < 0 {
-            Err(io::Error::from_raw_os_error(-self.result))
-        } else {
-            Ok(self.result as u32)
-        }
-    }
-}
 
 /// One io_uring operation: what it hands the kernel and what it makes of the CQE.
 ///
@@ -201,29 +166,6 @@ impl<T: Multishot> Abandoned for AbandonedMulti<T> {
     }
 }
 
-/// CQEs of a multishot op that its [`MultiOp`] has not taken yet.
-pub(super) struct Stream {
-    pub(super) waker: Option<Waker>,
-    pub(super) cqes: std::collections::VecDeque<Cqe>,
-}
-
-/// The state of one slot of the op slab (see the module docs).
-pub(super) enum Lifecycle {
-    Waiting(Waker),
-    Completed(Cqe),
-    Streaming(Box<Stream>),
-    Ignored(Box<dyn Abandoned>),
-}
-
-pub(super) struct OpSlot {
-    pub(super) generation: u32,
-    /// The submission its SQE waits for (`Inner::epoch`): while it is the current one,
-    /// the SQE sits unsubmitted at `sqe` in the driver's queue.
-    pub(super) epoch: u64,
-    pub(super) sqe: u32,
-    pub(super) state: Lifecycle,
-}
-
 /// The future of one operation. Nothing reaches the kernel until it is first polled.
 pub(crate) struct Op<T: Completable> {
     data: Option<T>,
@@ -265,7 +207,7 @@ impl<T: Completable> Future for Op<T> {
                     return Poll::Ready(this.finish(Err(super::no_runtime()), 0));
                 };
                 let data = this.data.as_mut().expect("unsubmitted op has its data");
-                match driver.submit(data.prepare(), cx.waker()) {
+                match driver.submit(data, cx.waker()) {
                     Ok(token) => {
                         this.state = State::InFlight { driver, token };
                         Poll::Pending
@@ -355,7 +297,7 @@ impl<T: Multishot> MultiOp<T> {
                 let submitted = match super::current() {
                     None => Err(super::no_runtime()),
                     Some(driver) => driver
-                        .submit_multi(data.prepare(), cx.waker())
+                        .submit_multi(data, cx.waker())
                         .map(|token| (driver, token)),
                 };
                 match submitted {

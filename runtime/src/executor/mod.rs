@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 use crate::driver::{self, Driver};
 use crate::stats::Counters;
 use crate::sys::probe::Probe;
-use crate::task::{Job, TaskId, Tasks};
+use crate::task::{Job, Owner, TaskId, Tasks};
 
 mod census;
 mod cores;
@@ -100,6 +100,8 @@ pub(crate) struct Executor {
     /// How long to look for work before parking (`Builder::spin_before_park`).
     spin: Option<Duration>,
     wakes: RefCell<Vec<TaskId>>,
+    /// The owners a turn of the ring made ready, scheduled in one batch.
+    woken: RefCell<Vec<Owner>>,
     jobs: RefCell<Vec<Job>>,
     /// Whether the census was last told that this core has no live task.
     idle: Cell<bool>,
@@ -132,6 +134,7 @@ impl Executor {
             }),
             spin: spin.filter(|d| !d.is_zero()),
             wakes: Default::default(),
+            woken: Default::default(),
             jobs: Default::default(),
             idle: Cell::new(true),
         })
@@ -174,7 +177,10 @@ impl Executor {
             self.take_remote();
             self.publish_idle();
             let park = !core.tasks.has_ready() && !self.spin_for_work();
-            core.driver.turn(park);
+            let mut woken = self.woken.borrow_mut();
+            core.driver.turn(park, &mut woken);
+            core.tasks.wake_all(&mut woken);
+            drop(woken);
             cores::resend(core);
         }
     }

@@ -31,9 +31,11 @@ use slab::Slab;
 
 use crate::stats::Counters;
 
+mod owner;
 mod remote;
 mod waker;
 
+pub(crate) use owner::Owner;
 pub(crate) use remote::{remote_job, set_remote_wake, Job, RemoteJoin};
 pub(crate) use waker::{TaskId, MAX_CORES};
 use waker::{MAIN_INDEX, MAX_TASKS};
@@ -187,6 +189,17 @@ impl Tasks {
                 self.queue.borrow_mut().push_back(id.index());
             }
             _ => {}
+        }
+    }
+
+    /// Wakes every owner in `owners` (emptying it): this core's tasks straight onto the
+    /// run queue, anything else by its own path.
+    pub(crate) fn wake_all(&self, owners: &mut Vec<Owner>) {
+        for owner in owners.drain(..) {
+            match owner {
+                Owner::Task(id) if id.core() == self.core => self.schedule(id),
+                other => other.wake(),
+            }
         }
     }
 

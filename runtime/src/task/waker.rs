@@ -67,6 +67,13 @@ impl TaskId {
         // is nothing to free, share or keep alive, so any thread may call them.
         unsafe { Waker::from_raw(raw(self.0)) }
     }
+
+    /// The task a waker wakes, if it is one of ours (of any core): its vtable is ours,
+    /// and then its data word is the id.
+    #[inline]
+    pub(crate) fn of_waker(waker: &Waker) -> Option<TaskId> {
+        std::ptr::eq(waker.vtable(), &VTABLE).then(|| TaskId(waker.data() as usize as u64))
+    }
 }
 
 fn raw(id: u64) -> RawWaker {
