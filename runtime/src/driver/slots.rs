@@ -466,3 +466,628 @@ impl std::fmt::Debug for Slots {
             .finish_non_exhaustive()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! Every transition with synthetic CQEs, then random sequences of submissions,
+    //! submissions to the "kernel", completions, polls, drops and a shutdown, checked
+    //! against a model: no op's resources are freed while the kernel holds them, none
+    //! is freed twice, none leaks, and the in-flight count is the model's.
+
+    use std::cell::RefCell;
+    use std::collections::{HashMap, HashSet};
+    use std::rc::Rc;
+    use std::task::{Poll, Waker};
+
+    use io_uring::squeue::Entry;
+
+    use super::*;
+    use crate::driver::op::{AbandonedMulti, Multishot};
+
+    /// `IORING_CQE_F_MORE`.
+    const MORE: u32 = 1 << 1;
+
+    /// What the test knows of the resources of every op it made.
+    #[derive(Default)]
+    struct World {
+        /// Ops the "kernel" holds: submitted, final CQE not yet delivered.
+        kernel: HashSet<u32>,
+        freed: HashSet<u32>,
+        /// CQEs handed to ops dropped in flight (their `more`), per op.
+        more: HashMap<u32, u32>,
+    }
+
+    type Shared = Rc<RefCell<World>>;
+
+    /// An op's resources: their drop checks that the kernel is done with them.
+    struct Resource {
+        id: u32,
+        world: Shared,
+    }
+
+    impl Drop for Resource {
+        fn drop(&mut self) {
+            let mut world = self.world.borrow_mut();
+            assert!(
+                !world.kernel.contains(&self.id),
+                "op {} freed while the kernel holds it",
+                self.id
+            );
+            assert!(world.freed.insert(self.id), "op {} freed twice", self.id);
+        }
+    }
+
+    struct FakeOp(Resource);
+    struct FakeClose(Resource);
+    struct FakeStream(Resource);
+
+    impl Completable for FakeOp {
+        type Output = Resource;
+        fn prepare(&mut self) -> Entry {
+            io_uring::opcode::Nop::new().build()
+        }
+        fn complete(self, _: io::Result<u32>, _: u32) -> Resource {
+            self.0
+        }
+        fn fd(&self) -> Option<RawFd> {
+            Some(7)
+        }
+    }
+
+    impl Completable for FakeClose {
+        type Output = Resource;
+        const RUN_IF_DROPPED: bool = true;
+        fn prepare(&mut self) -> Entry {
+            io_uring::opcode::Nop::new().build()
+        }
+        fn complete(self, _: io::Result<u32>, _: u32) -> Resource {
+            self.0
+        }
+    }
+
+    impl Multishot for FakeStream {
+        type Item = ();
+        fn prepare(&mut self) -> Entry {
+            io_uring::opcode::Nop::new().build()
+        }
+        fn item(&mut self, _: io::Result<u32>, flags: u32) {
+            if has_more(flags) {
+                *self.0.world.borrow_mut().more.entry(self.0.id).or_insert(0) += 1;
+            }
+        }
+    }
+
+    fn world() -> Shared {
+        Rc::default()
+    }
+
+    fn res(world: &Shared, id: u32) -> Resource {
+        Resource {
+            id,
+            world: world.clone(),
+        }
+    }
+
+    fn waker() -> Waker {
+        Waker::noop().clone()
+    }
+
+    fn at(epoch: u64) -> Queued {
+        Queued { epoch, index: 0 }
+    }
+
+    fn done(result: i32) -> Cqe {
+        Cqe { result, flags: 0 }
+    }
+
+    fn more(result: i32) -> Cqe {
+        Cqe {
+            result,
+            flags: MORE,
+        }
+    }
+
+    #[test]
+    fn a_cqe_before_the_poll_is_kept_for_it() {
+        let mut slots = Slots::with_capacity(4);
+        let token = slots.submit(at(0), Owner::of(&waker()));
+        assert_eq!(slots.in_flight(), 1);
+        assert!(matches!(slots.complete(token, done(5)), Reaped::Wake(_)));
+        assert_eq!(slots.in_flight(), 0, "the kernel is done at the CQE");
+        let (poll, _) = slots.poll(token, &waker());
+        assert_eq!(poll, Poll::Ready(done(5)));
+        assert!(
+            matches!(slots.complete(token, done(1)), Reaped::Nothing),
+            "the slot is gone"
+        );
+    }
+
+    #[test]
+    fn a_poll_records_its_owner_and_hands_back_the_one_it_replaces() {
+        let mut slots = Slots::with_capacity(4);
+        let token = slots.submit(at(0), Owner::of(&waker()));
+        // The same waker again: nothing replaced.
+        let (poll, left) = slots.poll(token, &waker());
+        assert!(poll.is_pending());
+        assert!(matches!(left, Leftover::None), "{left:?}");
+        // A task's waker replaces the noop one, which comes back to be dropped.
+        let task = crate::task::TaskId::new(0, 3, 9).waker();
+        let (_, left) = slots.poll(token, &task);
+        assert!(matches!(left, Leftover::Owner(Owner::Waker(_))), "{left:?}");
+        let (_, left) = slots.poll(token, &task);
+        assert!(
+            matches!(left, Leftover::None),
+            "the same task: an integer compare"
+        );
+        match slots.complete(token, done(0)) {
+            Reaped::Wake(Owner::Task(id)) => assert_eq!(id, crate::task::TaskId::new(0, 3, 9)),
+            _ => panic!("the task is the one to wake"),
+        }
+    }
+
+    #[test]
+    fn an_op_dropped_before_submission_is_withdrawn() {
+        let w = world();
+        let mut slots = Slots::with_capacity(4);
+        let token = slots.submit(
+            Queued {
+                epoch: 3,
+                index: 11,
+            },
+            Owner::of(&waker()),
+        );
+        match slots.abandon(token, FakeOp(res(&w, 1)), 3) {
+            Abandon::Withdrawn(op, _, queued) => {
+                assert_eq!(
+                    queued,
+                    Queued {
+                        epoch: 3,
+                        index: 11
+                    }
+                );
+                drop(op);
+            }
+            _ => panic!("withdrawn"),
+        }
+        assert_eq!(slots.in_flight(), 0, "no CQE will come");
+        assert!(w.borrow().freed.contains(&1));
+        assert!(matches!(slots.complete(token, done(0)), Reaped::Nothing));
+    }
+
+    #[test]
+    fn an_op_dropped_in_flight_is_kept_until_its_cqe_and_cancelled() {
+        let w = world();
+        let mut slots = Slots::with_capacity(4);
+        let token = slots.submit(at(0), Owner::of(&waker()));
+        w.borrow_mut().kernel.insert(1);
+        match slots.abandon(token, FakeOp(res(&w, 1)), 1) {
+            Abandon::Orphaned { cancel, .. } => assert!(cancel),
+            _ => panic!("orphaned"),
+        }
+        assert!(slots.has_orphans(7));
+        assert_eq!(slots.orphans_on(7), vec![token]);
+        assert_eq!(slots.cancellable(false), vec![]);
+        assert_eq!(slots.cancellable(true), vec![token]);
+        assert_eq!(slots.in_flight(), 1);
+        w.borrow_mut().kernel.remove(&1);
+        match slots.complete(token, done(-libc::ECANCELED)) {
+            Reaped::Finish(op, cqe) => {
+                assert_eq!(cqe.result, -libc::ECANCELED);
+                op.finish(cqe);
+            }
+            _ => panic!("finished"),
+        }
+        assert!(w.borrow().freed.contains(&1));
+        assert!(!slots.has_orphans(7));
+        assert_eq!(slots.in_flight(), 0);
+    }
+
+    #[test]
+    fn an_op_dropped_after_its_cqe_is_done() {
+        let w = world();
+        let mut slots = Slots::with_capacity(4);
+        let token = slots.submit(at(0), Owner::of(&waker()));
+        let _ = slots.complete(token, done(3));
+        match slots.abandon(token, FakeOp(res(&w, 1)), 1) {
+            Abandon::Done(op, cqe) => {
+                assert_eq!(cqe, done(3));
+                drop(op.complete(cqe.into_result(), cqe.flags));
+            }
+            _ => panic!("done"),
+        }
+        assert!(w.borrow().freed.contains(&1));
+        assert!(!slots.has_orphans(7), "a finished op is no orphan");
+    }
+
+    #[test]
+    fn a_close_dropped_before_submission_still_runs() {
+        let w = world();
+        let mut slots = Slots::with_capacity(4);
+        let token = slots.submit(at(0), Owner::of(&waker()));
+        match slots.abandon(token, FakeClose(res(&w, 1)), 0) {
+            Abandon::Orphaned { cancel, .. } => assert!(!cancel, "nothing to cancel yet"),
+            _ => panic!("kept"),
+        }
+        assert_eq!(slots.in_flight(), 1, "it will be submitted");
+        match slots.complete(token, done(0)) {
+            Reaped::Finish(op, cqe) => op.finish(cqe),
+            _ => panic!("finished"),
+        }
+        assert!(w.borrow().freed.contains(&1));
+    }
+
+    #[test]
+    fn a_stream_queues_its_cqes_and_ends_with_the_last() {
+        let mut slots = Slots::with_capacity(4);
+        let token = slots.submit_stream(at(0), Owner::of(&waker()));
+        assert!(matches!(slots.complete(token, more(1)), Reaped::Wake(_)));
+        assert!(
+            matches!(slots.complete(token, more(2)), Reaped::Nothing),
+            "not re-armed"
+        );
+        assert_eq!(slots.in_flight(), 1);
+        assert!(matches!(slots.complete(token, done(0)), Reaped::Nothing));
+        assert_eq!(slots.in_flight(), 0, "the last CQE came");
+        assert_eq!(slots.poll_stream(token, &waker()).0, Poll::Ready(more(1)));
+        assert_eq!(slots.poll_stream(token, &waker()).0, Poll::Ready(more(2)));
+        let (last, left) = slots.poll_stream(token, &waker());
+        assert_eq!(last, Poll::Ready(done(0)));
+        assert!(
+            matches!(left, Leftover::Stream(_)),
+            "the slot is freed with it"
+        );
+    }
+
+    #[test]
+    fn a_stream_dropped_in_flight_hands_every_later_cqe_to_the_op() {
+        let w = world();
+        let mut slots = Slots::with_capacity(4);
+        let token = slots.submit_stream(at(0), Owner::of(&waker()));
+        w.borrow_mut().kernel.insert(1);
+        let _ = slots.complete(token, more(1));
+        let AbandonStream::InFlight(queued) = slots.abandon_stream(token, 1) else {
+            panic!("in flight")
+        };
+        assert_eq!(queued.len(), 1);
+        let mut op: Box<dyn Abandoned> = Box::new(AbandonedMulti(FakeStream(res(&w, 1))));
+        for cqe in queued {
+            op.more(cqe);
+        }
+        let _ = slots.orphan_stream(token, op);
+        assert!(matches!(slots.complete(token, more(2)), Reaped::Nothing));
+        assert_eq!(
+            w.borrow().more[&1],
+            2,
+            "each CQE with F_MORE went to the op"
+        );
+        w.borrow_mut().kernel.remove(&1);
+        match slots.complete(token, done(0)) {
+            Reaped::Finish(op, cqe) => op.finish(cqe),
+            _ => panic!("finished with the last CQE"),
+        }
+        assert!(w.borrow().freed.contains(&1));
+        assert_eq!(slots.in_flight(), 0);
+    }
+
+    #[test]
+    fn a_stream_dropped_before_submission_or_after_its_end() {
+        let mut slots = Slots::with_capacity(4);
+        let token = slots.submit_stream(at(5), Owner::of(&waker()));
+        assert!(matches!(
+            slots.abandon_stream(token, 5),
+            AbandonStream::Withdrawn(..)
+        ));
+        assert_eq!(slots.in_flight(), 0);
+        let token = slots.submit_stream(at(5), Owner::of(&waker()));
+        let _ = slots.complete(token, more(1));
+        let _ = slots.complete(token, done(0));
+        match slots.abandon_stream(token, 6) {
+            AbandonStream::Ended(stream) => assert_eq!((*stream).into_cqes().len(), 2),
+            _ => panic!("ended"),
+        }
+        assert_eq!(slots.in_flight(), 0);
+    }
+
+    #[test]
+    fn a_stale_cqe_matches_nothing() {
+        let mut slots = Slots::with_capacity(4);
+        let old = slots.submit(at(0), Owner::of(&waker()));
+        let _ = slots.complete(old, done(0));
+        let _ = slots.poll(old, &waker());
+        // The same index, a new generation.
+        let new = slots.submit(at(0), Owner::of(&waker()));
+        assert_eq!(new.index(), old.index());
+        assert!(matches!(slots.complete(old, done(9)), Reaped::Nothing));
+        assert_eq!(slots.in_flight(), 1, "the new op is untouched");
+    }
+
+    /// A small deterministic generator (xorshift).
+    struct Rng(u64);
+
+    impl Rng {
+        fn below(&mut self, n: u32) -> u32 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            (self.0 % u64::from(n)) as u32
+        }
+    }
+
+    /// A future of the model: its op, while it has it.
+    enum Future {
+        Single(Token, Option<FakeOp>),
+        Close(Token, Option<FakeClose>),
+        Stream(Token, Option<FakeStream>),
+    }
+
+    /// The model's kernel: what it holds, by token, and for streams whether to end.
+    struct Model {
+        slots: Slots,
+        world: Shared,
+        epoch: u64,
+        /// The queue of the current epoch: tokens and whether withdrawn.
+        pending: Vec<(Token, u32, bool)>,
+        /// Submitted ops: token -> op id.
+        kernel: HashMap<u64, (Token, u32, bool)>,
+        futures: Vec<Future>,
+        next_id: u32,
+        made: u32,
+    }
+
+    impl Model {
+        fn queued(&self) -> Queued {
+            Queued {
+                epoch: self.epoch,
+                index: self.pending.len() as u32,
+            }
+        }
+
+        fn new_op(&mut self, kind: u32) {
+            let id = self.next_id;
+            self.next_id += 1;
+            self.made += 1;
+            let queued = self.queued();
+            let (token, future, stream) = match kind {
+                0 => {
+                    let token = self.slots.submit(queued, Owner::of(&waker()));
+                    (
+                        token,
+                        Future::Single(token, Some(FakeOp(res(&self.world, id)))),
+                        false,
+                    )
+                }
+                1 => {
+                    let token = self.slots.submit(queued, Owner::of(&waker()));
+                    (
+                        token,
+                        Future::Close(token, Some(FakeClose(res(&self.world, id)))),
+                        false,
+                    )
+                }
+                _ => {
+                    let token = self.slots.submit_stream(queued, Owner::of(&waker()));
+                    (
+                        token,
+                        Future::Stream(token, Some(FakeStream(res(&self.world, id)))),
+                        true,
+                    )
+                }
+            };
+            self.pending.push((token, id, false));
+            let _ = stream;
+            self.futures.push(future);
+        }
+
+        fn detached(&mut self) {
+            let id = self.next_id;
+            self.next_id += 1;
+            self.made += 1;
+            let queued = self.queued();
+            let op = Box::new(FakeClose(res(&self.world, id)));
+            let token = self.slots.submit_detached(queued, op);
+            self.pending.push((token, id, false));
+        }
+
+        /// The "kernel" takes every queued SQE that was not withdrawn.
+        fn submit(&mut self) {
+            for (token, id, withdrawn) in self.pending.drain(..) {
+                if !withdrawn {
+                    self.world.borrow_mut().kernel.insert(id);
+                    let stream = self
+                        .futures
+                        .iter()
+                        .any(|f| matches!(f, Future::Stream(t, _) if *t == token));
+                    self.kernel.insert(token.0, (token, id, stream));
+                }
+            }
+            self.epoch += 1;
+        }
+
+        fn handle(&mut self, reaped: Reaped) {
+            match reaped {
+                Reaped::Finish(op, cqe) => op.finish(cqe),
+                Reaped::Wake(owner) => drop(owner),
+                Reaped::Nothing => {}
+            }
+        }
+
+        /// The kernel posts a CQE for one op it holds (streams: one with F_MORE, or
+        /// the last).
+        fn complete(&mut self, rng: &mut Rng) {
+            if self.kernel.is_empty() {
+                return;
+            }
+            let key = *self
+                .kernel
+                .keys()
+                .nth(rng.below(self.kernel.len() as u32) as usize)
+                .unwrap();
+            let (token, id, stream) = self.kernel[&key];
+            let cqe = if stream && rng.below(3) != 0 {
+                more(1)
+            } else {
+                self.kernel.remove(&key);
+                self.world.borrow_mut().kernel.remove(&id);
+                done(0)
+            };
+            let reaped = self.slots.complete(token, cqe);
+            self.handle(reaped);
+        }
+
+        fn poll(&mut self, rng: &mut Rng) {
+            if self.futures.is_empty() {
+                return;
+            }
+            let i = rng.below(self.futures.len() as u32) as usize;
+            let finished = match &mut self.futures[i] {
+                Future::Single(token, op) => match self.slots.poll(*token, &waker()).0 {
+                    Poll::Ready(cqe) => {
+                        drop(op.take().unwrap().complete(cqe.into_result(), cqe.flags));
+                        true
+                    }
+                    Poll::Pending => false,
+                },
+                Future::Close(token, op) => match self.slots.poll(*token, &waker()).0 {
+                    Poll::Ready(cqe) => {
+                        drop(op.take().unwrap().complete(cqe.into_result(), cqe.flags));
+                        true
+                    }
+                    Poll::Pending => false,
+                },
+                Future::Stream(token, op) => match self.slots.poll_stream(*token, &waker()) {
+                    (Poll::Ready(cqe), left) if !has_more(cqe.flags) => {
+                        drop(left);
+                        drop(op.take());
+                        true
+                    }
+                    _ => false,
+                },
+            };
+            if finished {
+                self.futures.swap_remove(i);
+            }
+        }
+
+        fn drop_future(&mut self, rng: &mut Rng) {
+            if self.futures.is_empty() {
+                return;
+            }
+            let i = rng.below(self.futures.len() as u32) as usize;
+            let future = self.futures.swap_remove(i);
+            self.abandon(future);
+        }
+
+        fn abandon(&mut self, future: Future) {
+            let epoch = self.epoch;
+            match future {
+                Future::Single(token, Some(op)) => {
+                    let abandon = self.slots.abandon(token, op, epoch);
+                    self.abandoned(token, abandon);
+                }
+                Future::Close(token, Some(op)) => {
+                    let abandon = self.slots.abandon(token, op, epoch);
+                    self.abandoned(token, abandon);
+                }
+                Future::Stream(token, Some(op)) => match self.slots.abandon_stream(token, epoch) {
+                    AbandonStream::Withdrawn(stream, queued) => {
+                        self.withdraw(token, queued);
+                        drop((stream, op));
+                    }
+                    AbandonStream::Ended(stream) => {
+                        let mut cqes = (*stream).into_cqes();
+                        let last = cqes.pop_back().unwrap();
+                        let mut op: Box<dyn Abandoned> = Box::new(AbandonedMulti(op));
+                        for cqe in cqes {
+                            op.more(cqe);
+                        }
+                        op.finish(last);
+                    }
+                    AbandonStream::InFlight(cqes) => {
+                        let mut op: Box<dyn Abandoned> = Box::new(AbandonedMulti(op));
+                        for cqe in cqes {
+                            op.more(cqe);
+                        }
+                        drop(self.slots.orphan_stream(token, op));
+                    }
+                },
+                _ => unreachable!("a live future has its op"),
+            }
+        }
+
+        fn abandoned<T: Completable>(&mut self, token: Token, abandon: Abandon<T>) {
+            match abandon {
+                Abandon::Done(op, cqe) => drop(op.complete(cqe.into_result(), cqe.flags)),
+                Abandon::Withdrawn(op, owner, queued) => {
+                    self.withdraw(token, queued);
+                    drop((op, owner));
+                }
+                Abandon::Orphaned { .. } => {}
+            }
+        }
+
+        fn withdraw(&mut self, token: Token, queued: Queued) {
+            assert_eq!(queued.epoch, self.epoch, "withdrawn only before submission");
+            let entry = &mut self.pending[queued.index as usize];
+            assert_eq!(entry.0, token, "the queue entry is the op's own");
+            entry.2 = true;
+        }
+
+        /// In flight, as the model sees it: queued and not withdrawn, or held by the
+        /// kernel.
+        fn expected_in_flight(&self) -> usize {
+            self.pending.iter().filter(|p| !p.2).count() + self.kernel.len()
+        }
+    }
+
+    #[test]
+    fn random_sequences_keep_every_resource_until_its_final_cqe() {
+        let seed = std::env::var("SLOTS_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0x5eed_0001_u64);
+        for round in 0..200u64 {
+            let mut rng = Rng(seed.wrapping_add(round).wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+            let mut m = Model {
+                slots: Slots::with_capacity(8),
+                world: world(),
+                epoch: 0,
+                pending: Vec::new(),
+                kernel: HashMap::new(),
+                futures: Vec::new(),
+                next_id: 0,
+                made: 0,
+            };
+            for _ in 0..400 {
+                match rng.below(12) {
+                    0..=2 => m.new_op(rng.below(3)),
+                    3 => m.detached(),
+                    4 | 5 => m.submit(),
+                    6..=8 => m.complete(&mut rng),
+                    9 | 10 => m.poll(&mut rng),
+                    _ => m.drop_future(&mut rng),
+                }
+                assert_eq!(
+                    m.slots.in_flight(),
+                    m.expected_in_flight(),
+                    "seed {seed:#x} round {round}: in flight"
+                );
+            }
+            // Shutdown: every future is dropped, everything queued submitted, and the
+            // kernel completes (or cancels) all it holds.
+            while let Some(future) = m.futures.pop() {
+                m.abandon(future);
+            }
+            m.submit();
+            while !m.kernel.is_empty() {
+                m.complete(&mut rng);
+            }
+            assert_eq!(m.slots.in_flight(), 0, "seed {seed:#x} round {round}");
+            let world = m.world.borrow();
+            assert_eq!(
+                world.freed.len() as u32,
+                m.made,
+                "seed {seed:#x} round {round}: every op's resources freed once"
+            );
+        }
+    }
+}
