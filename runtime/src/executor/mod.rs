@@ -222,7 +222,7 @@ impl Executor {
             let mut cx = Context::from_waker(&waker);
             let done = {
                 let _budget = crate::coop::budget();
-                ready.task.poll(&mut cx)
+                ready.task.run.poll(&mut cx)
             };
             if done {
                 tasks.remove(ready.id);

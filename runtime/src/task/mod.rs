@@ -83,19 +83,36 @@ where
 /// One core's tasks and run queue.
 pub(crate) struct Tasks {
     core: u16,
-    table: RefCell<Slab<Entry>>,
-    queue: RefCell<VecDeque<u32>>,
+    state: RefCell<State>,
     generation: Cell<u32>,
     main_woken: Cell<bool>,
     closing: Cell<bool>,
     counters: Arc<Counters>,
 }
 
+/// The task table and the run queue, borrowed together.
+struct State {
+    table: Slab<Entry>,
+    /// Each entry carries what polling needs (the id and the task), so taking the next
+    /// task looks nothing up.
+    queue: VecDeque<Ready>,
+}
+
 struct Entry {
     generation: u32,
-    scheduled: bool,
-    task: Rc<dyn Runnable>,
+    task: TaskRef,
 }
+
+/// A spawned task as the table and the run queue hold it: whether it is on the run
+/// queue (so a wake needs one table look-up and no second one when it is taken), and
+/// the task.
+pub(crate) struct Task<R: ?Sized> {
+    scheduled: Cell<bool>,
+    pub(crate) run: R,
+}
+
+/// A task of any future type.
+pub(crate) type TaskRef = Rc<Task<dyn Runnable>>;
 
 /// A task as the run loop sees it, whatever its future and output types.
 pub(crate) trait Runnable {
@@ -108,15 +125,17 @@ pub(crate) trait Runnable {
 /// A task taken off the run queue, ready to be polled.
 pub(crate) struct Ready {
     pub(crate) id: TaskId,
-    pub(crate) task: Rc<dyn Runnable>,
+    pub(crate) task: TaskRef,
 }
 
 impl Tasks {
     pub(crate) fn new(core: u16, counters: Arc<Counters>) -> Tasks {
         Tasks {
             core,
-            table: RefCell::new(Slab::new()),
-            queue: RefCell::new(VecDeque::new()),
+            state: RefCell::new(State {
+                table: Slab::new(),
+                queue: VecDeque::new(),
+            }),
             generation: Cell::new(0),
             main_woken: Cell::new(false),
             closing: Cell::new(false),
@@ -135,17 +154,20 @@ impl Tasks {
         F: Future + 'static,
         F::Output: 'static,
     {
-        let cell = Rc::new(TaskCell {
-            future: RefCell::new(Some(future)),
-            output: RefCell::new(None),
-            finished: Cell::new(false),
-            abort: Cell::new(false),
-            join_waker: RefCell::new(None),
+        let cell = Rc::new(Task {
+            scheduled: Cell::new(true),
+            run: TaskCell {
+                future: RefCell::new(Some(future)),
+                output: RefCell::new(None),
+                finished: Cell::new(false),
+                abort: Cell::new(false),
+                join_waker: RefCell::new(None),
+            },
         });
         self.counters.tasks_spawned.add(1);
         if self.closing.get() {
             // The runtime is shutting down: the task will never run.
-            cell.cancel();
+            cell.run.cancel();
             return JoinHandle {
                 inner: JoinInner::Local {
                     cell,
@@ -155,41 +177,42 @@ impl Tasks {
         }
         let generation = TaskId::cut_generation(self.generation.get().wrapping_add(1));
         self.generation.set(generation);
-        let mut table = self.table.borrow_mut();
-        let index = table.insert(Entry {
+        let mut state = self.state.borrow_mut();
+        let index = state.table.insert(Entry {
             generation,
-            scheduled: true,
             task: cell.clone(),
         });
         assert!(
             index < MAX_TASKS,
             "more than {MAX_TASKS} live tasks on one core"
         );
-        drop(table);
-        self.queue.borrow_mut().push_back(index as u32);
+        let id = TaskId::new(self.core, index as u32, generation);
+        state.queue.push_back(Ready {
+            id,
+            task: cell.clone(),
+        });
+        drop(state);
         JoinHandle {
-            inner: JoinInner::Local {
-                cell,
-                id: TaskId::new(self.core, index as u32, generation),
-            },
+            inner: JoinInner::Local { cell, id },
         }
     }
 
     /// Puts the task on the run queue unless it is there already or gone.
+    #[inline]
     pub(crate) fn schedule(&self, id: TaskId) {
         if id.index() == MAIN_INDEX {
             self.main_woken.set(true);
             return;
         }
-        let mut table = self.table.borrow_mut();
-        match table.get_mut(id.index() as usize) {
-            Some(entry) if entry.generation == id.generation() && !entry.scheduled => {
-                entry.scheduled = true;
-                drop(table);
-                self.queue.borrow_mut().push_back(id.index());
+        let mut state = self.state.borrow_mut();
+        let task = match state.table.get(id.index() as usize) {
+            Some(entry) if entry.generation == id.generation() && !entry.task.scheduled.get() => {
+                entry.task.scheduled.set(true);
+                entry.task.clone()
             }
-            _ => {}
-        }
+            _ => return,
+        };
+        state.queue.push_back(Ready { id, task });
     }
 
     /// Wakes every owner in `owners` (emptying it): this core's tasks straight onto the
@@ -225,43 +248,37 @@ impl Tasks {
     }
 
     pub(crate) fn has_ready(&self) -> bool {
-        self.main_woken.get() || !self.queue.borrow().is_empty()
+        self.main_woken.get() || !self.state.borrow().queue.is_empty()
     }
 
     pub(crate) fn queued(&self) -> usize {
-        self.queue.borrow().len()
+        self.state.borrow().queue.len()
     }
 
     /// Tasks spawned and not yet finished (the main future is not one).
     pub(crate) fn live(&self) -> usize {
-        self.table.borrow().len()
+        self.state.borrow().table.len()
     }
 
     /// Takes the next task off the run queue.
+    #[inline]
     pub(crate) fn next(&self) -> Option<Ready> {
-        loop {
-            let index = self.queue.borrow_mut().pop_front()?;
-            let mut table = self.table.borrow_mut();
-            if let Some(entry) = table.get_mut(index as usize) {
-                entry.scheduled = false;
-                self.counters.tasks_polled.add(1);
-                return Some(Ready {
-                    id: TaskId::new(self.core, index, entry.generation),
-                    task: entry.task.clone(),
-                });
-            }
-        }
+        let ready = self.state.borrow_mut().queue.pop_front()?;
+        ready.task.scheduled.set(false);
+        self.counters.tasks_polled.add(1);
+        Some(ready)
     }
 
     /// Forgets a task that has finished.
     pub(crate) fn remove(&self, id: TaskId) {
-        let mut table = self.table.borrow_mut();
-        if table
+        let mut state = self.state.borrow_mut();
+        if state
+            .table
             .get(id.index() as usize)
             .is_some_and(|e| e.generation == id.generation())
         {
-            let entry = table.remove(id.index() as usize);
-            drop(table);
+            let entry = state.table.remove(id.index() as usize);
+            drop(state);
             // The cell may be the last reference; its output's drop runs unborrowed.
             drop(entry);
         }
@@ -271,11 +288,17 @@ impl Tasks {
     /// are cancelled at once.
     pub(crate) fn close(&self) -> usize {
         self.closing.set(true);
-        self.queue.borrow_mut().clear();
-        let table = std::mem::take(&mut *self.table.borrow_mut());
+        let (table, queue) = {
+            let mut state = self.state.borrow_mut();
+            (
+                std::mem::take(&mut state.table),
+                std::mem::take(&mut state.queue),
+            )
+        };
+        drop(queue);
         let cancelled = table.len();
         for (_, entry) in table {
-            entry.task.cancel();
+            entry.task.run.cancel();
         }
         cancelled
     }
@@ -405,6 +428,18 @@ impl<F: Future> Join<F::Output> for TaskCell<F> {
 
     fn is_finished(&self) -> bool {
         self.finished.get()
+    }
+}
+
+impl<T, R: Join<T>> Join<T> for Task<R> {
+    fn poll_join(&self, cx: &mut Context<'_>) -> Poll<Result<T, JoinError>> {
+        self.run.poll_join(cx)
+    }
+    fn request_abort(&self) -> bool {
+        self.run.request_abort()
+    }
+    fn is_finished(&self) -> bool {
+        self.run.is_finished()
     }
 }
 
