@@ -126,6 +126,7 @@ pub struct Nop(driver::Op<driver::ops::Nop>);
 impl Future for Nop {
     type Output = std::io::Result<()>;
 
+    #[inline]
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.0).poll(cx)
     }

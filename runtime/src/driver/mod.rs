@@ -63,9 +63,15 @@ const CANCEL_UD: u64 = u64::MAX;
 const WAKE_UD: u64 = u64::MAX - 1;
 /// `user_data` of a queued SQE whose op was withdrawn: it is skipped, never submitted.
 const WITHDRAWN_UD: u64 = u64::MAX - 4;
+/// The low half of every `user_data` of the driver's own SQEs is at least this (see
+/// also `messages.rs`); an op's token has its slot index there, far below it.
+const SPECIAL_LOW: u32 = u32::MAX - 5;
 
 thread_local! {
-    static CURRENT: RefCell<Option<Rc<Driver>>> = const { RefCell::new(None) };
+    /// The current driver: null, or a pointer from `Rc::into_raw` that owns one strong
+    /// count for as long as it is here (given by [`Driver::enter`], taken back by its
+    /// guard's drop). A plain `Cell` of a pointer, so reading it is one load.
+    static CURRENT: Cell<*const Driver> = const { Cell::new(std::ptr::null()) };
     /// The id of the current driver (0: none), for the checks made on every op.
     static CURRENT_ID: Cell<u64> = const { Cell::new(0) };
 }
@@ -77,8 +83,19 @@ pub(crate) fn current_id() -> u64 {
 }
 
 /// The driver of the core running on this thread, if any.
+#[inline]
 pub(crate) fn current() -> Option<Rc<Driver>> {
-    CURRENT.with(|c| c.borrow().clone())
+    let driver = CURRENT.with(Cell::get);
+    if driver.is_null() {
+        return None;
+    }
+    // SAFETY: a non-null pointer in CURRENT came from `Rc::into_raw` and owns a strong
+    // count until its guard takes it back, so the driver is alive; the new count is
+    // this `Rc`'s own.
+    unsafe {
+        Rc::increment_strong_count(driver);
+        Some(Rc::from_raw(driver))
+    }
 }
 
 /// The error of an op started outside a runtime.
@@ -213,7 +230,7 @@ impl Driver {
 
     /// Makes this driver the current one on this thread until the guard is dropped.
     pub(crate) fn enter(self: &Rc<Self>) -> EnterGuard {
-        let prev = CURRENT.with(|c| c.borrow_mut().replace(self.clone()));
+        let prev = CURRENT.with(|c| c.replace(Rc::into_raw(self.clone())));
         let prev_id = CURRENT_ID.with(|c| c.replace(self.id));
         EnterGuard { prev, prev_id }
     }
@@ -464,7 +481,8 @@ impl std::fmt::Debug for Driver {
 
 /// Restores the previous current driver when dropped.
 pub(crate) struct EnterGuard {
-    prev: Option<Rc<Driver>>,
+    /// What CURRENT held before (null, or a pointer that owns a strong count).
+    prev: *const Driver,
     prev_id: u64,
 }
 
@@ -477,9 +495,13 @@ impl Drop for EnterGuard {
             driver.submit_all();
         }
         CURRENT_ID.with(|c| c.set(self.prev_id));
-        let prev = self.prev.take();
-        let mine = CURRENT.with(|c| std::mem::replace(&mut *c.borrow_mut(), prev));
-        drop(mine);
+        let mine = CURRENT.with(|c| c.replace(self.prev));
+        if !mine.is_null() {
+            // SAFETY: every non-null pointer CURRENT holds came from `Rc::into_raw` and
+            // owns a strong count (`enter` gave it; a guard's `prev` took it over, and
+            // gives it back to CURRENT here), so taking it out gives that count back.
+            drop(unsafe { Rc::from_raw(mine) });
+        }
     }
 }
 

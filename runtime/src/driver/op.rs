@@ -199,6 +199,7 @@ impl<T: Completable> Op<T> {
 impl<T: Completable> Future for Op<T> {
     type Output = T::Output;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T::Output> {
         let this = self.get_mut();
         match &this.state {

@@ -5,8 +5,8 @@ use std::time::{Duration, Instant};
 
 use io_uring::{opcode, squeue, types};
 
-use super::messages::{MSG_SENT_LOW, MSG_UD};
-use super::{fatal, Cqe, Inner, Reaped, Token, CANCEL_UD, WAKE_UD, WITHDRAWN_UD};
+use super::messages::MSG_SENT_LOW;
+use super::{fatal, Cqe, Inner, Reaped, Token, CANCEL_UD, SPECIAL_LOW, WAKE_UD, WITHDRAWN_UD};
 use crate::sys::uring::{ENTER_GETEVENTS, ENTER_SQ_WAIT, ENTER_SQ_WAKEUP};
 
 impl Inner {
@@ -166,21 +166,20 @@ impl Inner {
                 result: entry.result(),
                 flags: entry.flags(),
             };
-            match entry.user_data() {
-                CANCEL_UD => continue,
-                WAKE_UD => {
-                    *wake_armed = false;
-                    continue;
-                }
-                // Another core's message: it only had to end the park.
-                MSG_UD => continue,
-                ud if ud as u32 == MSG_SENT_LOW => {
-                    if cqe.result < 0 {
+            let ud = entry.user_data();
+            // One compare sorts out the driver's own CQEs: their low halves are the top
+            // few values of a u32, which no op token's slot index reaches.
+            if ud as u32 >= SPECIAL_LOW {
+                match ud {
+                    WAKE_UD => *wake_armed = false,
+                    ud if ud as u32 == MSG_SENT_LOW && cqe.result < 0 => {
                         msg_failed.push((ud >> 32) as u16);
                     }
-                    continue;
+                    // Cancels (only failures post one), and messages from other cores,
+                    // which only had to end the park.
+                    _ => {}
                 }
-                _ => {}
+                continue;
             }
             if io_uring::cqueue::buffer_select(cqe.flags).is_some() {
                 // A provided buffer the kernel filled: held by this CQE until an op
@@ -189,7 +188,7 @@ impl Inner {
                     bufs.named_by_cqe();
                 }
             }
-            match slots.complete(Token(entry.user_data()), cqe) {
+            match slots.complete(Token(ud), cqe) {
                 Reaped::Nothing => {}
                 Reaped::Wake(owner) => ready.push(owner),
                 Reaped::Finish(op, cqe) => finished.push((op, cqe)),

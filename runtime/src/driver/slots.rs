@@ -52,8 +52,6 @@ use std::io;
 use std::os::fd::RawFd;
 use std::task::{Poll, Waker};
 
-use slab::Slab;
-
 use super::op::{has_more, Abandoned, Completable};
 use crate::task::Owner;
 
@@ -109,6 +107,8 @@ pub(crate) struct Stream {
 }
 
 enum State {
+    /// A free slot (its `next_free` links the free list).
+    Vacant,
     Waiting(Owner),
     Completed(Cqe),
     Streaming(Box<Stream>),
@@ -129,8 +129,89 @@ pub(crate) enum Leftover {
 
 struct Slot {
     generation: u32,
+    /// While vacant: the next free slot (`NO_FREE`: none).
+    next_free: u32,
     queued: Queued,
     state: State,
+}
+
+/// No next free slot.
+const NO_FREE: u32 = u32::MAX;
+
+/// The slots, with a free list threaded through the vacant ones. Like a slab, but a new
+/// op's fields are written into its slot in place rather than moved in as one value
+/// (which, built on the stack and copied in wide loads, stalls on store forwarding).
+struct Table {
+    slots: Vec<Slot>,
+    free: u32,
+    len: usize,
+}
+
+impl Table {
+    fn with_capacity(capacity: usize) -> Table {
+        Table {
+            slots: Vec::with_capacity(capacity),
+            free: NO_FREE,
+            len: 0,
+        }
+    }
+
+    #[inline(always)]
+    fn insert(&mut self, generation: u32, queued: Queued, state: State) -> usize {
+        self.len += 1;
+        let index = self.free;
+        if index == NO_FREE {
+            let index = self.slots.len();
+            self.slots.push(Slot {
+                generation,
+                next_free: NO_FREE,
+                queued,
+                state,
+            });
+            return index;
+        }
+        let slot = &mut self.slots[index as usize];
+        self.free = slot.next_free;
+        slot.generation = generation;
+        slot.queued = queued;
+        let vacant = std::mem::replace(&mut slot.state, state);
+        debug_assert!(matches!(vacant, State::Vacant));
+        // A vacant state owns nothing: no drop to run.
+        std::mem::forget(vacant);
+        index as usize
+    }
+
+    /// The live slot at `index`, if any.
+    #[inline]
+    fn get_mut(&mut self, index: usize) -> Option<&mut Slot> {
+        match self.slots.get_mut(index) {
+            Some(slot) if !matches!(slot.state, State::Vacant) => Some(slot),
+            _ => None,
+        }
+    }
+
+    /// Frees the live slot at `index`, handing back what it held.
+    #[inline]
+    fn remove(&mut self, index: usize) -> (Queued, State) {
+        let slot = &mut self.slots[index];
+        debug_assert!(!matches!(slot.state, State::Vacant));
+        let state = std::mem::replace(&mut slot.state, State::Vacant);
+        slot.next_free = self.free;
+        self.free = index as u32;
+        self.len -= 1;
+        (slot.queued, state)
+    }
+
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (usize, &Slot)> {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter(|(_, slot)| !matches!(slot.state, State::Vacant))
+    }
 }
 
 /// What reaping one CQE calls for.
@@ -178,7 +259,7 @@ impl Stream {
 
 /// The slot table of one backend (see the module docs).
 pub(crate) struct Slots {
-    slots: Slab<Slot>,
+    slots: Table,
     generation: u32,
     /// Slots the kernel may still be working on: all but `Completed` ones and ended
     /// streams.
@@ -190,7 +271,7 @@ pub(crate) struct Slots {
 impl Slots {
     pub(crate) fn with_capacity(capacity: usize) -> Slots {
         Slots {
-            slots: Slab::with_capacity(capacity),
+            slots: Table::with_capacity(capacity),
             generation: 0,
             in_flight: 0,
             orphans: HashMap::new(),
@@ -202,20 +283,20 @@ impl Slots {
         self.in_flight
     }
 
+    #[inline(always)]
     fn insert(&mut self, queued: Queued, state: State) -> Token {
         self.generation = self.generation.wrapping_add(1);
         let generation = self.generation;
-        let index = self.slots.insert(Slot {
-            generation,
-            queued,
-            state,
-        });
+        let index = self.slots.insert(generation, queued, state);
+        // A slot index never reaches the low halves the driver keeps for its own CQEs
+        // (that would take four billion ops in flight).
+        debug_assert!(index < (u32::MAX - 8) as usize);
         self.in_flight += 1;
         Token::new(index, generation)
     }
 
     /// A new op whose future waits for its CQE.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn submit(&mut self, queued: Queued, owner: Owner) -> Token {
         self.insert(queued, State::Waiting(owner))
     }
@@ -253,7 +334,7 @@ impl Slots {
         match &mut slot.state {
             State::Completed(cqe) => {
                 let cqe = *cqe;
-                self.slots.remove(token.index());
+                let _ = self.slots.remove(token.index());
                 (Poll::Ready(cqe), Leftover::None)
             }
             State::Waiting(owner) if owner.will_wake(waker) => (Poll::Pending, Leftover::None),
@@ -261,7 +342,7 @@ impl Slots {
                 let old = std::mem::replace(owner, Owner::of(waker));
                 (Poll::Pending, Leftover::Owner(old))
             }
-            State::Streaming(_) | State::Ignored(_) => {
+            State::Streaming(_) | State::Ignored(_) | State::Vacant => {
                 unreachable!("a live single-shot op's slot is waiting or completed")
             }
         }
@@ -278,8 +359,7 @@ impl Slots {
             if has_more(cqe.flags) {
                 return (Poll::Ready(cqe), Leftover::None);
             }
-            let slot = self.slots.remove(token.index());
-            let State::Streaming(stream) = slot.state else {
+            let (_, State::Streaming(stream)) = self.slots.remove(token.index()) else {
                 unreachable!("checked above")
             };
             return (Poll::Ready(cqe), Leftover::Stream(stream));
@@ -319,7 +399,7 @@ impl Slots {
                 op.more(cqe);
                 Reaped::Nothing
             }
-            State::Completed(_) => Reaped::Nothing,
+            State::Completed(_) | State::Vacant => Reaped::Nothing,
             State::Waiting(_) => {
                 let State::Waiting(owner) =
                     std::mem::replace(&mut slot.state, State::Completed(cqe))
@@ -330,8 +410,7 @@ impl Slots {
                 Reaped::Wake(owner)
             }
             State::Ignored(_) => {
-                let slot = self.slots.remove(token.index());
-                let State::Ignored(op) = slot.state else {
+                let (_, State::Ignored(op)) = self.slots.remove(token.index()) else {
                     unreachable!("matched above")
                 };
                 self.in_flight -= 1;
@@ -352,17 +431,16 @@ impl Slots {
     ) -> Abandon<T> {
         let slot = self.slot(token);
         if let State::Completed(cqe) = slot.state {
-            self.slots.remove(token.index());
+            let _ = self.slots.remove(token.index());
             return Abandon::Done(op, cqe);
         }
         let unsubmitted = slot.queued.epoch == epoch;
         if unsubmitted && !T::RUN_IF_DROPPED {
-            let slot = self.slots.remove(token.index());
-            let State::Waiting(owner) = slot.state else {
+            let (queued, State::Waiting(owner)) = self.slots.remove(token.index()) else {
                 unreachable!("a live single-shot op's slot is waiting or completed")
             };
             self.in_flight -= 1;
-            return Abandon::Withdrawn(op, owner, slot.queued);
+            return Abandon::Withdrawn(op, owner, queued);
         }
         let fd = op.fd();
         let State::Waiting(owner) =
@@ -386,16 +464,14 @@ impl Slots {
             unreachable!("a live multishot op's slot is streaming")
         };
         if slot.queued.epoch == epoch {
-            let slot = self.slots.remove(token.index());
-            let State::Streaming(stream) = slot.state else {
+            let (queued, State::Streaming(stream)) = self.slots.remove(token.index()) else {
                 unreachable!("matched above")
             };
             self.in_flight -= 1;
-            return AbandonStream::Withdrawn(stream, slot.queued);
+            return AbandonStream::Withdrawn(stream, queued);
         }
         if stream.cqes.back().is_some_and(|cqe| !has_more(cqe.flags)) {
-            let slot = self.slots.remove(token.index());
-            let State::Streaming(stream) = slot.state else {
+            let (_, State::Streaming(stream)) = self.slots.remove(token.index()) else {
                 unreachable!("matched above")
             };
             return AbandonStream::Ended(stream);
@@ -437,7 +513,7 @@ impl Slots {
     /// cancel was queued when they were dropped).
     pub(crate) fn cancellable(&self, ignored: bool) -> Vec<Token> {
         self.tokens(|state| match state {
-            State::Completed(_) => false,
+            State::Completed(_) | State::Vacant => false,
             State::Streaming(stream) => stream.cqes.back().is_none_or(|cqe| has_more(cqe.flags)),
             State::Waiting(_) => true,
             State::Ignored(_) => ignored,

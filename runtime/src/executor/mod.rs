@@ -102,6 +102,8 @@ pub(crate) struct Executor {
     wakes: RefCell<Vec<TaskId>>,
     /// The owners a turn of the ring made ready, scheduled in one batch.
     woken: RefCell<Vec<Owner>>,
+    /// The tasks a tick polls, taken off the run queue at once.
+    batch: RefCell<Vec<crate::task::Ready>>,
     jobs: RefCell<Vec<Job>>,
     /// Whether the census was last told that this core has no live task.
     idle: Cell<bool>,
@@ -135,6 +137,7 @@ impl Executor {
             spin: spin.filter(|d| !d.is_zero()),
             wakes: Default::default(),
             woken: Default::default(),
+            batch: Default::default(),
             jobs: Default::default(),
             idle: Cell::new(true),
         })
@@ -211,20 +214,21 @@ impl Executor {
         self.block_on(Stopped(&self.core));
     }
 
+    /// Polls the tasks that were queued when the tick began (at most `TICK_BUDGET`),
+    /// taken off the run queue in one batch.
     fn tick(&self) {
         let tasks = &self.core.tasks;
-        let n = tasks.queued().min(TICK_BUDGET);
-        for _ in 0..n {
-            let Some(ready) = tasks.next() else {
-                break;
-            };
+        let mut batch = self.batch.borrow_mut();
+        if !tasks.take_batch(&mut batch, TICK_BUDGET) {
+            return;
+        }
+        let _polls = crate::coop::polls();
+        for ready in batch.drain(..) {
+            ready.task.unschedule();
             let waker = ready.id.waker();
             let mut cx = Context::from_waker(&waker);
-            let done = {
-                let _budget = crate::coop::budget();
-                ready.task.run.poll(&mut cx)
-            };
-            if done {
+            crate::coop::refill();
+            if ready.task.run.poll(&mut cx) {
                 tasks.remove(ready.id);
             }
         }

@@ -18,7 +18,6 @@
 
 use std::any::Any;
 use std::cell::{Cell, RefCell};
-use std::collections::VecDeque;
 use std::fmt;
 use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -41,27 +40,36 @@ pub(crate) use waker::{TaskId, MAX_CORES};
 use waker::{MAIN_INDEX, MAX_TASKS};
 
 thread_local! {
-    static CURRENT: RefCell<Option<Rc<Tasks>>> = const { RefCell::new(None) };
+    /// The current task table: null, or a pointer from `Rc::into_raw` that owns one
+    /// strong count while it is here (given by [`Tasks::enter`], taken back by its
+    /// guard's drop). A plain `Cell` of a pointer: reading it is one load, and it is
+    /// never torn down, so wakes during thread exit still find it (null by then).
+    static CURRENT: Cell<*const Tasks> = const { Cell::new(std::ptr::null()) };
 }
 
 /// The task table of the core running on this thread.
 pub(crate) fn current() -> Option<Rc<Tasks>> {
-    CURRENT.with(|c| c.borrow().clone())
+    let tasks = CURRENT.with(Cell::get);
+    if tasks.is_null() {
+        return None;
+    }
+    // SAFETY: a non-null pointer in CURRENT owns a strong count (see CURRENT), so the
+    // table is alive; the new count is this `Rc`'s own.
+    unsafe {
+        Rc::increment_strong_count(tasks);
+        Some(Rc::from_raw(tasks))
+    }
 }
 
 /// Wakes the task `id`, on its core directly if that core runs on this thread.
+#[inline]
 fn wake(id: TaskId) {
-    let local = CURRENT
-        .try_with(|c| match &*c.borrow() {
-            Some(tasks) if tasks.core == id.core() => {
-                tasks.schedule(id);
-                true
-            }
-            _ => false,
-        })
-        .unwrap_or(false);
-    if !local {
-        remote::wake(id);
+    let tasks = CURRENT.with(Cell::get);
+    // SAFETY: a non-null pointer in CURRENT owns a strong count (see CURRENT), so the
+    // table is alive for this call, which takes no new reference.
+    match unsafe { tasks.as_ref() } {
+        Some(tasks) if tasks.core == id.core() => tasks.schedule(id),
+        _ => remote::wake(id),
     }
 }
 
@@ -94,8 +102,9 @@ pub(crate) struct Tasks {
 struct State {
     table: Slab<Entry>,
     /// Each entry carries what polling needs (the id and the task), so taking the next
-    /// task looks nothing up.
-    queue: VecDeque<Ready>,
+    /// task looks nothing up. A tick takes the whole queue at once (a swap) when it
+    /// holds no more than the tick's budget.
+    queue: Vec<Ready>,
 }
 
 struct Entry {
@@ -114,12 +123,37 @@ pub(crate) struct Task<R: ?Sized> {
 /// A task of any future type.
 pub(crate) type TaskRef = Rc<Task<dyn Runnable>>;
 
+impl<R: ?Sized> Task<R> {
+    /// The task is about to be polled: a wake from now on queues it again.
+    #[inline]
+    pub(crate) fn unschedule(&self) {
+        self.scheduled.set(false);
+    }
+}
+
 /// A task as the run loop sees it, whatever its future and output types.
 pub(crate) trait Runnable {
     /// Polls the future; `true` once the task has finished (or was aborted).
     fn poll(&self, cx: &mut Context<'_>) -> bool;
     /// Drops the future unpolled and records the task as cancelled.
     fn cancel(&self);
+}
+
+/// Appends a run-queue entry, writing its fields straight into the queue's memory: a
+/// `Ready` built on the stack and copied in is read back with wide loads that stall on
+/// store forwarding, and this is the one push of every wake.
+#[inline(always)]
+fn push_ready(queue: &mut Vec<Ready>, id: TaskId, task: TaskRef) {
+    queue.reserve(1);
+    let len = queue.len();
+    // SAFETY: `reserve` made room for one more entry past `len`; both fields are written
+    // (`ptr::write`, nothing read or dropped) before the length covers the entry.
+    unsafe {
+        let entry = queue.as_mut_ptr().add(len);
+        std::ptr::addr_of_mut!((*entry).id).write(id);
+        std::ptr::addr_of_mut!((*entry).task).write(task);
+        queue.set_len(len + 1);
+    }
 }
 
 /// A task taken off the run queue, ready to be polled.
@@ -134,7 +168,7 @@ impl Tasks {
             core,
             state: RefCell::new(State {
                 table: Slab::new(),
-                queue: VecDeque::new(),
+                queue: Vec::new(),
             }),
             generation: Cell::new(0),
             main_woken: Cell::new(false),
@@ -145,7 +179,7 @@ impl Tasks {
 
     /// Makes this table the current one on this thread until the guard is dropped.
     pub(crate) fn enter(self: &Rc<Self>) -> EnterGuard {
-        let prev = CURRENT.with(|c| c.borrow_mut().replace(self.clone()));
+        let prev = CURRENT.with(|c| c.replace(Rc::into_raw(self.clone())));
         EnterGuard { prev }
     }
 
@@ -187,7 +221,7 @@ impl Tasks {
             "more than {MAX_TASKS} live tasks on one core"
         );
         let id = TaskId::new(self.core, index as u32, generation);
-        state.queue.push_back(Ready {
+        state.queue.push(Ready {
             id,
             task: cell.clone(),
         });
@@ -212,7 +246,7 @@ impl Tasks {
             }
             _ => return,
         };
-        state.queue.push_back(Ready { id, task });
+        push_ready(&mut state.queue, id, task);
     }
 
     /// Wakes every owner in `owners` (emptying it): this core's tasks straight onto the
@@ -251,22 +285,29 @@ impl Tasks {
         self.main_woken.get() || !self.state.borrow().queue.is_empty()
     }
 
-    pub(crate) fn queued(&self) -> usize {
-        self.state.borrow().queue.len()
-    }
-
     /// Tasks spawned and not yet finished (the main future is not one).
     pub(crate) fn live(&self) -> usize {
         self.state.borrow().table.len()
     }
 
-    /// Takes the next task off the run queue.
-    #[inline]
-    pub(crate) fn next(&self) -> Option<Ready> {
-        let ready = self.state.borrow_mut().queue.pop_front()?;
-        ready.task.scheduled.set(false);
-        self.counters.tasks_polled.add(1);
-        Some(ready)
+    /// Moves up to `max` tasks from the front of the run queue to `batch` (in order);
+    /// `false` if there were none. Each is marked unscheduled only when it is polled
+    /// ([`Task::unschedule`]), so a wake before then does not queue it twice.
+    pub(crate) fn take_batch(&self, batch: &mut Vec<Ready>, max: usize) -> bool {
+        debug_assert!(batch.is_empty());
+        let mut state = self.state.borrow_mut();
+        let n = state.queue.len();
+        if n == 0 {
+            return false;
+        }
+        if n <= max {
+            std::mem::swap(batch, &mut state.queue);
+        } else {
+            batch.extend(state.queue.drain(..max));
+        }
+        drop(state);
+        self.counters.tasks_polled.add(n.min(max) as u64);
+        true
     }
 
     /// Forgets a task that has finished.
@@ -306,14 +347,19 @@ impl Tasks {
 
 /// Restores the previous task table when dropped.
 pub(crate) struct EnterGuard {
-    prev: Option<Rc<Tasks>>,
+    /// What CURRENT held before (null, or a pointer that owns a strong count).
+    prev: *const Tasks,
 }
 
 impl Drop for EnterGuard {
     fn drop(&mut self) {
-        let prev = self.prev.take();
-        let mine = CURRENT.with(|c| std::mem::replace(&mut *c.borrow_mut(), prev));
-        drop(mine);
+        let mine = CURRENT.with(|c| c.replace(self.prev));
+        if !mine.is_null() {
+            // SAFETY: every non-null pointer CURRENT holds came from `Rc::into_raw` and
+            // owns a strong count (`enter` gave it; a guard's `prev` took it over, and
+            // gives it back to CURRENT here), so taking it out gives that count back.
+            drop(unsafe { Rc::from_raw(mine) });
+        }
     }
 }
 
