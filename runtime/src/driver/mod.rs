@@ -411,7 +411,7 @@ impl Driver {
     /// output at the CQE. Used for closing fds behind ops that may still name them.
     /// Hands the op back if the driver takes no more (it is shutting down).
     pub(crate) fn submit_detached<T: Completable>(&self, mut data: T) -> Result<(), T> {
-        let entry = data.prepare();
+        let entry = data.prepare(crate::buf::RingId::new(self.id));
         let mut inner = self.inner.borrow_mut();
         if inner.closed {
             return Err(data);

@@ -71,6 +71,7 @@ use std::task::{Context, Poll, Waker};
 use io_uring::squeue::Entry;
 
 use super::Driver;
+use crate::buf::RingId;
 
 /// `user_data` of an op: slab index (low 32 bits) and generation (high 32 bits).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -120,11 +121,11 @@ pub(crate) trait Completable: Unpin + 'static {
     /// slot. Other ops are withdrawn then and never run (see the module docs).
     const RUN_IF_DROPPED: bool = false;
 
-    /// Builds the SQE (its `user_data` is set by the driver).
+    /// Builds the SQE (its `user_data` is set by the driver) for the ring `ring`.
     ///
     /// Every pointer in it must point into heap memory owned by `self` (or static
     /// memory), so that it stays put when `self` moves; see the module docs.
-    fn prepare(&mut self) -> Entry;
+    fn prepare(&mut self, ring: RingId) -> Entry;
 
     /// Turns the CQE, or an error that kept the op from being submitted, into the
     /// output, handing back the resources.
@@ -143,9 +144,9 @@ pub(crate) trait Multishot: Unpin + 'static {
     /// What each CQE becomes.
     type Item;
 
-    /// Builds the SQE (its `user_data` is set by the driver); as for
-    /// [`Completable::prepare`], pointers only into heap memory owned by `self`.
-    fn prepare(&mut self) -> Entry;
+    /// Builds the SQE (its `user_data` is set by the driver) for the ring `ring`; as
+    /// for [`Completable::prepare`], pointers only into heap memory owned by `self`.
+    fn prepare(&mut self, ring: RingId) -> Entry;
 
     /// Turns one CQE (the last one too), or the error that kept the op from being
     /// submitted (with `flags` 0), into an item. An item that owns a resource (an fd, a
@@ -265,7 +266,7 @@ impl<T: Completable> Future for Op<T> {
                     return Poll::Ready(this.finish(Err(super::no_runtime()), 0));
                 };
                 let data = this.data.as_mut().expect("unsubmitted op has its data");
-                match driver.submit(data.prepare(), cx.waker()) {
+                match driver.submit(data.prepare(RingId::new(driver.id())), cx.waker()) {
                     Ok(token) => {
                         this.state = State::InFlight { driver, token };
                         Poll::Pending
@@ -355,7 +356,7 @@ impl<T: Multishot> MultiOp<T> {
                 let submitted = match super::current() {
                     None => Err(super::no_runtime()),
                     Some(driver) => driver
-                        .submit_multi(data.prepare(), cx.waker())
+                        .submit_multi(data.prepare(RingId::new(driver.id())), cx.waker())
                         .map(|token| (driver, token)),
                 };
                 match submitted {

@@ -3,6 +3,7 @@ use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 
 use io_uring::{opcode, squeue::Entry, types};
 
+use crate::buf::RingId;
 use crate::driver::{Completable, Multishot};
 use crate::sys::socket::SockAddr;
 
@@ -29,7 +30,7 @@ impl Completable for Accept {
         Some(self.fd)
     }
 
-    fn prepare(&mut self) -> Entry {
+    fn prepare(&mut self, _ring: RingId) -> Entry {
         let addr = &mut *self.addr;
         opcode::Accept::new(types::Fd(self.fd), addr.as_mut_ptr(), &mut addr.len)
             .flags(libc::SOCK_CLOEXEC)
@@ -63,7 +64,7 @@ impl Multishot for AcceptMulti {
         Some(self.fd)
     }
 
-    fn prepare(&mut self) -> Entry {
+    fn prepare(&mut self, _ring: RingId) -> Entry {
         opcode::AcceptMulti::new(types::Fd(self.fd))
             .flags(libc::SOCK_CLOEXEC)
             .build()

@@ -3,6 +3,7 @@ use std::os::fd::{AsRawFd, IntoRawFd, OwnedFd};
 
 use io_uring::{opcode, squeue::Entry, types};
 
+use crate::buf::RingId;
 use crate::driver::Completable;
 
 /// `IORING_OP_CLOSE`. Queued behind any SQE that names the fd, so the fd number is
@@ -25,7 +26,7 @@ impl Completable for Close {
     /// A close whose future is dropped still closes: the fd must not stay open.
     const RUN_IF_DROPPED: bool = true;
 
-    fn prepare(&mut self) -> Entry {
+    fn prepare(&mut self, _ring: RingId) -> Entry {
         let fd = self.fd.as_ref().map_or(-1, |fd| fd.as_raw_fd());
         opcode::Close::new(types::Fd(fd)).build()
     }

@@ -3,6 +3,7 @@ use std::os::fd::{AsRawFd, RawFd};
 
 use io_uring::{opcode, squeue::Entry, types};
 
+use crate::buf::RingId;
 use crate::driver::Completable;
 use crate::sys::socket::SockAddr;
 
@@ -31,7 +32,7 @@ impl<F: AsRawFd + Unpin + 'static> Completable for Connect<F> {
         Some(self.fd.as_raw_fd())
     }
 
-    fn prepare(&mut self) -> Entry {
+    fn prepare(&mut self, _ring: RingId) -> Entry {
         opcode::Connect::new(
             types::Fd(self.fd.as_raw_fd()),
             self.addr.as_ptr(),

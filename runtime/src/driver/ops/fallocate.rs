@@ -3,6 +3,7 @@ use std::os::fd::RawFd;
 
 use io_uring::{opcode, squeue::Entry, types};
 
+use crate::buf::RingId;
 use crate::driver::Completable;
 
 /// `IORING_OP_FALLOCATE` of `len` bytes at `offset` with a `fallocate(2)` mode.
@@ -28,7 +29,7 @@ impl Fallocate {
 impl Completable for Fallocate {
     type Output = io::Result<()>;
 
-    fn prepare(&mut self) -> Entry {
+    fn prepare(&mut self, _ring: RingId) -> Entry {
         opcode::Fallocate::new(types::Fd(self.fd), self.len)
             .offset(self.offset)
             .mode(self.mode)

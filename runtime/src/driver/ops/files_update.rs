@@ -3,6 +3,7 @@ use std::rc::Rc;
 
 use io_uring::{opcode, squeue::Entry};
 
+use crate::buf::RingId;
 use crate::driver::{Completable, FileTable};
 
 /// `IORING_OP_FILES_UPDATE` that empties one slot of the registered-file table. Queued
@@ -32,7 +33,7 @@ impl Completable for FilesUpdate {
     /// The slot must be emptied whatever happens to the future.
     const RUN_IF_DROPPED: bool = true;
 
-    fn prepare(&mut self) -> Entry {
+    fn prepare(&mut self, _ring: RingId) -> Entry {
         let offset = i32::try_from(self.slot).unwrap_or(i32::MAX);
         opcode::FilesUpdate::new(self.fds.as_ptr(), 1)
             .offset(offset)

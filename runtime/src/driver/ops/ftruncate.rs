@@ -3,6 +3,7 @@ use std::os::fd::RawFd;
 
 use io_uring::{opcode, squeue::Entry, types};
 
+use crate::buf::RingId;
 use crate::driver::Completable;
 
 /// `IORING_OP_FTRUNCATE` (Linux 6.9): sets the file's length.
@@ -21,7 +22,7 @@ impl Ftruncate {
 impl Completable for Ftruncate {
     type Output = io::Result<()>;
 
-    fn prepare(&mut self) -> Entry {
+    fn prepare(&mut self, _ring: RingId) -> Entry {
         opcode::Ftruncate::new(types::Fd(self.fd), self.len).build()
     }
 

@@ -3,6 +3,7 @@ use std::io;
 
 use io_uring::{opcode, squeue::Entry, types};
 
+use crate::buf::RingId;
 use crate::driver::Completable;
 
 /// `IORING_OP_LINKAT` relative to the working directory: a new hard link `to` for the
@@ -22,7 +23,7 @@ impl LinkAt {
 impl Completable for LinkAt {
     type Output = io::Result<()>;
 
-    fn prepare(&mut self) -> Entry {
+    fn prepare(&mut self, _ring: RingId) -> Entry {
         let cwd = types::Fd(libc::AT_FDCWD);
         opcode::LinkAt::new(cwd, self.from.as_ptr(), cwd, self.to.as_ptr()).build()
     }
@@ -49,7 +50,7 @@ impl SymlinkAt {
 impl Completable for SymlinkAt {
     type Output = io::Result<()>;
 
-    fn prepare(&mut self) -> Entry {
+    fn prepare(&mut self, _ring: RingId) -> Entry {
         opcode::SymlinkAt::new(
             types::Fd(libc::AT_FDCWD),
             self.target.as_ptr(),

@@ -3,6 +3,7 @@ use std::io;
 
 use io_uring::{opcode, squeue::Entry, types};
 
+use crate::buf::RingId;
 use crate::driver::Completable;
 
 /// `IORING_OP_MKDIRAT` relative to the working directory. The op owns the path.
@@ -21,7 +22,7 @@ impl MkDirAt {
 impl Completable for MkDirAt {
     type Output = io::Result<()>;
 
-    fn prepare(&mut self) -> Entry {
+    fn prepare(&mut self, _ring: RingId) -> Entry {
         opcode::MkDirAt::new(types::Fd(libc::AT_FDCWD), self.path.as_ptr())
             .mode(self.mode)
             .build()

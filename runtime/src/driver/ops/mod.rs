@@ -88,3 +88,60 @@ impl From<RawFd> for FileRef {
         FileRef::Fd(fd)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::rc::Rc;
+
+    use io_uring::opcode;
+
+    use super::{Read, Recv, Send, Write};
+    use crate::buf::fixed::Pool;
+    use crate::buf::{FixedBuf, FixedBufPool, IoBuf, RingId};
+    use crate::driver::Completable;
+
+    const RING: RingId = RingId::new(7);
+    const OTHER: RingId = RingId::new(8);
+
+    /// Two buffers of a pool for ring 7: mapped, not registered (these ops only build
+    /// their SQEs).
+    fn bufs() -> (FixedBuf, FixedBuf) {
+        let pool = FixedBufPool::from_pool(Rc::new(Pool::new(2, 4096, 7).unwrap()));
+        (pool.try_get().unwrap(), pool.try_get().unwrap())
+    }
+
+    fn opcode_of(op: &mut impl Completable, ring: RingId) -> u32 {
+        op.prepare(ring).get_opcode()
+    }
+
+    #[test]
+    fn ops_on_a_fixed_buf_use_the_fixed_opcodes_only_for_its_own_ring() {
+        let (read_fixed, write_fixed) = (
+            u32::from(opcode::ReadFixed::CODE),
+            u32::from(opcode::WriteFixed::CODE),
+        );
+        let (a, b) = bufs();
+        let mut read = Read::new(-1, a, 0);
+        assert_eq!(opcode_of(&mut read, RING), read_fixed);
+        assert_eq!(opcode_of(&mut read, OTHER), u32::from(opcode::Read::CODE));
+        let mut write = Write::new(-1, b.slice(..), 0);
+        assert_eq!(opcode_of(&mut write, RING), write_fixed);
+        assert_eq!(opcode_of(&mut write, OTHER), u32::from(opcode::Write::CODE));
+
+        let (a, b) = bufs();
+        let mut recv = Recv::new(-1, a);
+        assert_eq!(opcode_of(&mut recv, RING), read_fixed);
+        assert_eq!(opcode_of(&mut recv, OTHER), u32::from(opcode::Recv::CODE));
+        let mut send = Send::new(-1, b);
+        assert_eq!(opcode_of(&mut send, RING), write_fixed);
+        assert_eq!(opcode_of(&mut send, OTHER), u32::from(opcode::Send::CODE));
+
+        // A plain buffer is never fixed; no ring has id 0.
+        let mut plain = Read::new(-1, Vec::with_capacity(8), 0);
+        assert_eq!(opcode_of(&mut plain, RING), u32::from(opcode::Read::CODE));
+        let (a, _) = bufs();
+        let mut outside = Read::new(-1, a, 0);
+        let none = RingId::new(0);
+        assert_eq!(opcode_of(&mut outside, none), u32::from(opcode::Read::CODE));
+    }
+}

@@ -3,7 +3,7 @@ use std::os::fd::RawFd;
 
 use io_uring::{opcode, squeue::Entry, types};
 
-use crate::buf::{mark_filled, BufResult, IoBuf, IoBufMut};
+use crate::buf::{mark_filled, BufResult, IoBuf, IoBufMut, RingId};
 use crate::driver::Completable;
 use crate::sys::socket::SockAddr;
 
@@ -63,7 +63,7 @@ impl<B: IoBuf> Completable for SendMsg<B> {
         Some(self.fd)
     }
 
-    fn prepare(&mut self) -> Entry {
+    fn prepare(&mut self, _ring: RingId) -> Entry {
         opcode::SendMsg::new(types::Fd(self.fd), &*self.header.msg)
             .flags(libc::MSG_NOSIGNAL as u32)
             .build()
@@ -106,7 +106,7 @@ impl<B: IoBufMut> Completable for RecvMsg<B> {
         Some(self.fd)
     }
 
-    fn prepare(&mut self) -> Entry {
+    fn prepare(&mut self, _ring: RingId) -> Entry {
         opcode::RecvMsg::new(types::Fd(self.fd), &mut *self.header.msg).build()
     }
 

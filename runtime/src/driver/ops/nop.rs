@@ -2,6 +2,7 @@ use std::io;
 
 use io_uring::{opcode, squeue::Entry};
 
+use crate::buf::RingId;
 use crate::driver::Completable;
 
 /// `IORING_OP_NOP`: a round trip through the ring that does nothing.
@@ -11,7 +12,7 @@ pub(crate) struct Nop;
 impl Completable for Nop {
     type Output = io::Result<()>;
 
-    fn prepare(&mut self) -> Entry {
+    fn prepare(&mut self, _ring: RingId) -> Entry {
         opcode::Nop::new().build()
     }
 

@@ -4,6 +4,7 @@ use std::os::fd::{FromRawFd, OwnedFd};
 
 use io_uring::{opcode, squeue::Entry, types};
 
+use crate::buf::RingId;
 use crate::driver::Completable;
 
 /// `IORING_OP_OPENAT` relative to the working directory. The op owns the path (a
@@ -26,7 +27,7 @@ impl OpenAt {
 impl Completable for OpenAt {
     type Output = io::Result<OwnedFd>;
 
-    fn prepare(&mut self) -> Entry {
+    fn prepare(&mut self, _ring: RingId) -> Entry {
         opcode::OpenAt::new(types::Fd(libc::AT_FDCWD), self.path.as_ptr())
             .flags(self.flags)
             .mode(self.mode)

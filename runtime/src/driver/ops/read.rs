@@ -3,7 +3,7 @@ use std::io;
 use io_uring::{opcode, squeue::Entry};
 
 use super::FileRef;
-use crate::buf::{BufResult, IoBufMut, Sealed};
+use crate::buf::{BufResult, IoBufMut, OnRing, RingId};
 use crate::driver::Completable;
 
 /// `IORING_OP_READ` into an owned buffer at an offset (`u64::MAX`: the file position);
@@ -28,10 +28,10 @@ impl<B: IoBufMut> Read<B> {
 impl<B: IoBufMut> Completable for Read<B> {
     type Output = BufResult<usize, B>;
 
-    fn prepare(&mut self) -> Entry {
+    fn prepare(&mut self, ring: RingId) -> Entry {
         let len = u32::try_from(self.buf.bytes_total()).unwrap_or(u32::MAX);
         let fd = self.file.fd();
-        let entry = match self.buf.fixed_index(Sealed(())) {
+        let entry = match self.buf.fixed_index(OnRing(ring)) {
             Some(index) => opcode::ReadFixed::new(fd, self.buf.stable_mut_ptr(), len, index)
                 .offset(self.offset)
                 .build(),

@@ -5,7 +5,7 @@ use std::rc::Rc;
 use io_uring::{cqueue, opcode, squeue::Entry, types};
 
 use crate::buf::ring::{BufRing, GROUP};
-use crate::buf::RecvBuf;
+use crate::buf::{RecvBuf, RingId};
 use crate::driver::Multishot;
 
 /// Multishot `IORING_OP_RECV` over the core's provided-buffer ring (Linux 6.0): each
@@ -42,7 +42,7 @@ impl Multishot for RecvMulti {
         Some(self.fd)
     }
 
-    fn prepare(&mut self) -> Entry {
+    fn prepare(&mut self, _ring: RingId) -> Entry {
         opcode::RecvMulti::new(types::Fd(self.fd), GROUP).build()
     }
 

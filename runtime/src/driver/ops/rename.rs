@@ -3,6 +3,7 @@ use std::io;
 
 use io_uring::{opcode, squeue::Entry, types};
 
+use crate::buf::RingId;
 use crate::driver::Completable;
 
 /// `IORING_OP_RENAMEAT` relative to the working directory. The op owns both paths.
@@ -21,7 +22,7 @@ impl RenameAt {
 impl Completable for RenameAt {
     type Output = io::Result<()>;
 
-    fn prepare(&mut self) -> Entry {
+    fn prepare(&mut self, _ring: RingId) -> Entry {
         let cwd = types::Fd(libc::AT_FDCWD);
         opcode::RenameAt::new(cwd, self.from.as_ptr(), cwd, self.to.as_ptr()).build()
     }

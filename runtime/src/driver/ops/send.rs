@@ -3,7 +3,7 @@ use std::os::fd::RawFd;
 
 use io_uring::{opcode, squeue::Entry, types};
 
-use crate::buf::{BufResult, IoBuf, IoBufMut, Sealed};
+use crate::buf::{BufResult, IoBuf, IoBufMut, OnRing, RingId};
 use crate::driver::Completable;
 
 /// `IORING_OP_SEND` of an owned buffer's initialised bytes, with `MSG_NOSIGNAL`: a
@@ -31,10 +31,10 @@ impl<B: IoBuf> Completable for Send<B> {
         Some(self.fd)
     }
 
-    fn prepare(&mut self) -> Entry {
+    fn prepare(&mut self, ring: RingId) -> Entry {
         let len = u32::try_from(self.buf.bytes_init()).unwrap_or(u32::MAX);
         let fd = types::Fd(self.fd);
-        match self.buf.fixed_index(Sealed(())) {
+        match self.buf.fixed_index(OnRing(ring)) {
             Some(index) => opcode::WriteFixed::new(fd, self.buf.stable_ptr(), len, index)
                 .offset(u64::MAX)
                 .build(),
@@ -70,10 +70,10 @@ impl<B: IoBufMut> Completable for Recv<B> {
         Some(self.fd)
     }
 
-    fn prepare(&mut self) -> Entry {
+    fn prepare(&mut self, ring: RingId) -> Entry {
         let len = u32::try_from(self.buf.bytes_total()).unwrap_or(u32::MAX);
         let fd = types::Fd(self.fd);
-        match self.buf.fixed_index(Sealed(())) {
+        match self.buf.fixed_index(OnRing(ring)) {
             Some(index) => opcode::ReadFixed::new(fd, self.buf.stable_mut_ptr(), len, index)
                 .offset(u64::MAX)
                 .build(),

@@ -3,7 +3,7 @@ use std::os::fd::RawFd;
 
 use io_uring::{cqueue, opcode, squeue::Entry, types};
 
-use crate::buf::IoBuf;
+use crate::buf::{IoBuf, RingId};
 use crate::driver::Multishot;
 
 /// `IORING_OP_SEND_ZC` (Linux 6.0): the kernel sends from the buffer itself. It posts
@@ -43,7 +43,7 @@ impl<B: IoBuf> Multishot for SendZc<B> {
         Some(self.fd)
     }
 
-    fn prepare(&mut self) -> Entry {
+    fn prepare(&mut self, _ring: RingId) -> Entry {
         let buf = self.buf.as_ref().expect("a zero-copy send has its buffer");
         let len = u32::try_from(buf.bytes_init()).unwrap_or(u32::MAX);
         opcode::SendZc::new(types::Fd(self.fd), buf.stable_ptr(), len)

@@ -3,6 +3,7 @@ use std::os::fd::RawFd;
 
 use io_uring::{opcode, squeue::Entry, types};
 
+use crate::buf::RingId;
 use crate::driver::Completable;
 
 /// `IORING_OP_SHUTDOWN`: shuts down the read, write or both halves of a connection.
@@ -25,7 +26,7 @@ impl Completable for Shutdown {
         Some(self.fd)
     }
 
-    fn prepare(&mut self) -> Entry {
+    fn prepare(&mut self, _ring: RingId) -> Entry {
         opcode::Shutdown::new(types::Fd(self.fd), self.how).build()
     }
 

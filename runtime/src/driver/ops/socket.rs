@@ -3,6 +3,7 @@ use std::os::fd::{FromRawFd, OwnedFd};
 
 use io_uring::{opcode, squeue::Entry};
 
+use crate::buf::RingId;
 use crate::driver::Completable;
 
 /// `IORING_OP_SOCKET` (Linux 5.19): a close-on-exec socket made by the ring. If its
@@ -22,7 +23,7 @@ impl Socket {
 impl Completable for Socket {
     type Output = io::Result<OwnedFd>;
 
-    fn prepare(&mut self) -> Entry {
+    fn prepare(&mut self, _ring: RingId) -> Entry {
         opcode::Socket::new(self.domain, self.ty | libc::SOCK_CLOEXEC, 0).build()
     }
 

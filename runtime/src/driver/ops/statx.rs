@@ -4,6 +4,7 @@ use std::os::fd::RawFd;
 
 use io_uring::{opcode, squeue::Entry, types};
 
+use crate::buf::RingId;
 use crate::driver::Completable;
 
 /// `IORING_OP_STATX`: `path` relative to `dirfd` (with `AT_EMPTY_PATH` and an empty
@@ -30,7 +31,7 @@ impl Statx {
 impl Completable for Statx {
     type Output = io::Result<Box<libc::statx>>;
 
-    fn prepare(&mut self) -> Entry {
+    fn prepare(&mut self, _ring: RingId) -> Entry {
         let buf: *mut libc::statx = &mut *self.buf;
         opcode::Statx::new(
             types::Fd(self.dirfd),

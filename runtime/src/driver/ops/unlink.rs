@@ -3,6 +3,7 @@ use std::io;
 
 use io_uring::{opcode, squeue::Entry, types};
 
+use crate::buf::RingId;
 use crate::driver::Completable;
 
 /// `IORING_OP_UNLINKAT` relative to the working directory (`AT_REMOVEDIR` in `flags`
@@ -22,7 +23,7 @@ impl UnlinkAt {
 impl Completable for UnlinkAt {
     type Output = io::Result<()>;
 
-    fn prepare(&mut self) -> Entry {
+    fn prepare(&mut self, _ring: RingId) -> Entry {
         opcode::UnlinkAt::new(types::Fd(libc::AT_FDCWD), self.path.as_ptr())
             .flags(self.flags)
             .build()

@@ -3,7 +3,7 @@ use std::io;
 use io_uring::{opcode, squeue::Entry};
 
 use super::FileRef;
-use crate::buf::{mark_filled, BufResult, IoBuf, IoBufMut};
+use crate::buf::{mark_filled, BufResult, IoBuf, IoBufMut, RingId};
 use crate::driver::Completable;
 
 /// `IORING_OP_READV` into several owned buffers, in order, from an offset. The iovec
@@ -36,7 +36,7 @@ impl<B: IoBufMut> Readv<B> {
 impl<B: IoBufMut> Completable for Readv<B> {
     type Output = BufResult<usize, Vec<B>>;
 
-    fn prepare(&mut self) -> Entry {
+    fn prepare(&mut self, _ring: RingId) -> Entry {
         let len = u32::try_from(self.iovecs.len()).unwrap_or(u32::MAX);
         let entry = opcode::Readv::new(self.file.fd(), self.iovecs.as_ptr(), len)
             .offset(self.offset)
@@ -84,7 +84,7 @@ impl<B: IoBuf> Writev<B> {
 impl<B: IoBuf> Completable for Writev<B> {
     type Output = BufResult<usize, Vec<B>>;
 
-    fn prepare(&mut self) -> Entry {
+    fn prepare(&mut self, _ring: RingId) -> Entry {
         let len = u32::try_from(self.iovecs.len()).unwrap_or(u32::MAX);
         let entry = opcode::Writev::new(self.file.fd(), self.iovecs.as_ptr(), len)
             .offset(self.offset)

@@ -3,7 +3,7 @@ use std::io;
 use io_uring::{opcode, squeue::Entry};
 
 use super::FileRef;
-use crate::buf::{BufResult, IoBuf, Sealed};
+use crate::buf::{BufResult, IoBuf, OnRing, RingId};
 use crate::driver::Completable;
 
 /// `IORING_OP_WRITE` of an owned buffer's initialised bytes at an offset
@@ -29,10 +29,10 @@ impl<B: IoBuf> Write<B> {
 impl<B: IoBuf> Completable for Write<B> {
     type Output = BufResult<usize, B>;
 
-    fn prepare(&mut self) -> Entry {
+    fn prepare(&mut self, ring: RingId) -> Entry {
         let len = u32::try_from(self.buf.bytes_init()).unwrap_or(u32::MAX);
         let fd = self.file.fd();
-        let entry = match self.buf.fixed_index(Sealed(())) {
+        let entry = match self.buf.fixed_index(OnRing(ring)) {
             Some(index) => opcode::WriteFixed::new(fd, self.buf.stable_ptr(), len, index)
                 .offset(self.offset)
                 .build(),
