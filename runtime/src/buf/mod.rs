@@ -15,11 +15,13 @@ use std::ops::{Bound, RangeBounds};
 
 mod aligned;
 pub(crate) mod fixed;
+mod kernel;
 pub(crate) mod ring;
 mod slice;
 
 pub use aligned::AlignedBuf;
 pub use fixed::{FixedBuf, FixedBufPool, GetFixedBuf};
+pub(crate) use kernel::KernelBox;
 pub use ring::RecvBuf;
 pub use slice::Slice;
 

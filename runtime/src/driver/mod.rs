@@ -144,10 +144,11 @@ struct Inner {
     in_flight: usize,
     timers: BTreeMap<(Instant, u64), Waker>,
     timer_seq: u64,
-    /// The wake-up eventfd and the 8 bytes the ring reads it into. The box is freed only
+    /// The wake-up eventfd and the 8 bytes the ring reads it into: a raw allocation
+    /// (never a moved `Box`, which would invalidate the kernel's pointer), freed only
     /// when the driver is, after shutdown has reaped the read's CQE.
     wake_fd: Option<RawFd>,
-    wake_buf: Box<u64>,
+    wake_buf: crate::buf::KernelBox<u64>,
     wake_armed: bool,
     /// Wakers and abandoned ops made ready while the driver was borrowed; they are woken
     /// and finished after the borrow ends, since either may call back into the driver.
@@ -244,7 +245,7 @@ impl Driver {
                 timers: BTreeMap::new(),
                 timer_seq: 0,
                 wake_fd: None,
-                wake_buf: Box::new(0),
+                wake_buf: crate::buf::KernelBox::new(0),
                 wake_armed: false,
                 ready: Vec::new(),
                 finished: Vec::new(),
@@ -1109,7 +1110,7 @@ impl Inner {
         if self.wake_armed || self.closed {
             return;
         }
-        let entry = opcode::Read::new(types::Fd(fd), (&mut *self.wake_buf as *mut u64).cast(), 8)
+        let entry = opcode::Read::new(types::Fd(fd), self.wake_buf.as_mut_ptr().cast(), 8)
             .build()
             .user_data(WAKE_UD);
         self.pending.push(entry);

@@ -1,9 +1,10 @@
 use std::io;
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::ptr;
 
 use io_uring::{opcode, squeue::Entry, types};
 
-use crate::buf::RingId;
+use crate::buf::{KernelBox, RingId};
 use crate::driver::{Completable, Multishot};
 use crate::sys::socket::SockAddr;
 
@@ -11,14 +12,15 @@ use crate::sys::socket::SockAddr;
 /// when the CQE comes, the accepted socket is closed (rule 2).
 pub(crate) struct Accept {
     fd: RawFd,
-    addr: Box<SockAddr>,
+    /// The address and its length, both written by the kernel.
+    addr: KernelBox<SockAddr>,
 }
 
 impl Accept {
     pub(crate) fn new(fd: RawFd) -> Accept {
         Accept {
             fd,
-            addr: Box::new(SockAddr::empty()),
+            addr: KernelBox::new(SockAddr::empty()),
         }
     }
 }
@@ -31,8 +33,16 @@ impl Completable for Accept {
     }
 
     fn prepare(&mut self, _ring: RingId) -> Entry {
-        let addr = &mut *self.addr;
-        opcode::Accept::new(types::Fd(self.fd), addr.as_mut_ptr(), &mut addr.len)
+        let addr = self.addr.as_mut_ptr();
+        // SAFETY: `addr` points to the live SockAddr the KernelBox owns; the fields are
+        // projected without making a reference.
+        let (storage, len) = unsafe {
+            (
+                ptr::addr_of_mut!((*addr).storage).cast::<libc::sockaddr>(),
+                ptr::addr_of_mut!((*addr).len),
+            )
+        };
+        opcode::Accept::new(types::Fd(self.fd), storage, len)
             .flags(libc::SOCK_CLOEXEC)
             .build()
     }
@@ -40,7 +50,7 @@ impl Completable for Accept {
     fn complete(self, result: io::Result<u32>, _flags: u32) -> Self::Output {
         // SAFETY: a successful accept returns a new fd that nobody else owns.
         let fd = unsafe { OwnedFd::from_raw_fd(result? as i32) };
-        Ok((fd, *self.addr))
+        Ok((fd, self.addr.into_inner()))
     }
 }
 

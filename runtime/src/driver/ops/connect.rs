@@ -1,9 +1,10 @@
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
+use std::ptr;
 
 use io_uring::{opcode, squeue::Entry, types};
 
-use crate::buf::RingId;
+use crate::buf::{KernelBox, RingId};
 use crate::driver::Completable;
 use crate::sys::socket::SockAddr;
 
@@ -12,14 +13,15 @@ use crate::sys::socket::SockAddr;
 /// after the CQE; a `RawFd` for a datagram socket the caller keeps).
 pub(crate) struct Connect<F> {
     fd: F,
-    addr: Box<SockAddr>,
+    /// The address, read by the kernel.
+    addr: KernelBox<SockAddr>,
 }
 
 impl<F: AsRawFd> Connect<F> {
     pub(crate) fn new(fd: F, addr: SockAddr) -> Connect<F> {
         Connect {
             fd,
-            addr: Box::new(addr),
+            addr: KernelBox::new(addr),
         }
     }
 }
@@ -33,12 +35,12 @@ impl<F: AsRawFd + Unpin + 'static> Completable for Connect<F> {
     }
 
     fn prepare(&mut self, _ring: RingId) -> Entry {
-        opcode::Connect::new(
-            types::Fd(self.fd.as_raw_fd()),
-            self.addr.as_ptr(),
-            self.addr.len,
-        )
-        .build()
+        let len = self.addr.get().len;
+        let addr = self.addr.as_ptr();
+        // SAFETY: `addr` points to the live SockAddr the KernelBox owns; the field is
+        // projected without making a reference.
+        let storage = unsafe { ptr::addr_of!((*addr).storage) }.cast::<libc::sockaddr>();
+        opcode::Connect::new(types::Fd(self.fd.as_raw_fd()), storage, len).build()
     }
 
     fn complete(self, result: io::Result<u32>, _flags: u32) -> io::Result<F> {

@@ -1,9 +1,10 @@
 use std::io;
+use std::os::fd::RawFd;
 use std::rc::Rc;
 
 use io_uring::{opcode, squeue::Entry};
 
-use crate::buf::RingId;
+use crate::buf::{KernelBox, RingId};
 use crate::driver::{Completable, FileTable};
 
 /// `IORING_OP_FILES_UPDATE` that empties one slot of the registered-file table. Queued
@@ -13,8 +14,8 @@ use crate::driver::{Completable, FileTable};
 pub(crate) struct FilesUpdate {
     table: Rc<FileTable>,
     slot: u32,
-    /// The one fd (-1: empty the slot) the kernel reads, boxed so it stays put.
-    fds: Box<[i32; 1]>,
+    /// The fd array the kernel reads: one entry, -1 (empty the slot).
+    fds: KernelBox<[RawFd; 1]>,
 }
 
 impl FilesUpdate {
@@ -22,7 +23,7 @@ impl FilesUpdate {
         FilesUpdate {
             table,
             slot,
-            fds: Box::new([-1]),
+            fds: KernelBox::new([-1]),
         }
     }
 }
@@ -35,7 +36,7 @@ impl Completable for FilesUpdate {
 
     fn prepare(&mut self, _ring: RingId) -> Entry {
         let offset = i32::try_from(self.slot).unwrap_or(i32::MAX);
-        opcode::FilesUpdate::new(self.fds.as_ptr(), 1)
+        opcode::FilesUpdate::new(self.fds.as_ptr().cast::<RawFd>(), 1)
             .offset(offset)
             .build()
     }
