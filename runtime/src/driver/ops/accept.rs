@@ -25,7 +25,15 @@ impl Accept {
     }
 }
 
-impl Completable for Accept {
+// SAFETY: the SQE carries two pointers, both into the op's `KernelBox<SockAddr>`, a
+// heap block that stays allocated and in place until the op is dropped, after the
+// final CQE: the address buffer (`storage`, the whole `sockaddr_storage`) and its
+// length (`len`, which holds the buffer's size on the way in). The kernel writes both.
+// They are raw field pointers from the block's own pointer, with no reference in
+// between, and nothing reads the block before `complete`, which reads it only for a
+// successful CQE. That CQE's fd is a connection the kernel accepted for this op, owned
+// by nobody else, and `complete` wraps it in the one `OwnedFd` that will close it.
+unsafe impl Completable for Accept {
     type Output = io::Result<(OwnedFd, SockAddr)>;
 
     fn fd(&self) -> Option<RawFd> {
@@ -67,7 +75,10 @@ impl AcceptMulti {
     }
 }
 
-impl Multishot for AcceptMulti {
+// SAFETY: the SQE carries no pointer (no address is asked for: both are null). Each
+// successful CQE carries a connection the kernel accepted for this op, owned by nobody
+// else, which `item` wraps in the one `OwnedFd` that will close it.
+unsafe impl Multishot for AcceptMulti {
     type Item = io::Result<OwnedFd>;
 
     fn fd(&self) -> Option<RawFd> {

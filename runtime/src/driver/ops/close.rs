@@ -20,7 +20,11 @@ impl Close {
     }
 }
 
-impl Completable for Close {
+// SAFETY: the SQE carries no pointer, only the fd, which the op owns (an `OwnedFd`)
+// until the kernel has closed it. `complete` gives up ownership without closing when
+// the kernel ran the close (which released the fd even on error), and keeps it, to be
+// closed by `Drop`, only when the close never ran: the fd is closed exactly once.
+unsafe impl Completable for Close {
     type Output = io::Result<()>;
 
     /// A close whose future is dropped still closes: the fd must not stay open.

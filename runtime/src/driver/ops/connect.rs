@@ -26,7 +26,13 @@ impl<F: AsRawFd> Connect<F> {
     }
 }
 
-impl<F: AsRawFd + Unpin + 'static> Completable for Connect<F> {
+// SAFETY: the SQE's one pointer is the address (`storage` of the op's
+// `KernelBox<SockAddr>`), a heap block that stays allocated and in place until the op
+// is dropped, after the final CQE; its length goes by value (a `SockAddr`'s length
+// never exceeds its `storage`, and the kernel refuses one longer than a
+// `sockaddr_storage` with `EINVAL`). The pointer is a raw field pointer from the
+// block's own, and nothing writes the block after `prepare`; the kernel only reads it.
+unsafe impl<F: AsRawFd + Unpin + 'static> Completable for Connect<F> {
     /// The connected socket; on failure it is dropped (an `OwnedFd` is closed).
     type Output = io::Result<F>;
 

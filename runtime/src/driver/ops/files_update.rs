@@ -28,7 +28,12 @@ impl FilesUpdate {
     }
 }
 
-impl Completable for FilesUpdate {
+// SAFETY: the SQE's one pointer is the fd array, the op's `KernelBox<[RawFd; 1]>`, with
+// a count of 1: a heap block that stays allocated and in place until the op is
+// dropped, after the final CQE (the op runs even if its future is dropped, and its
+// slot then owns it). Nothing writes the array after `new`; the kernel only reads it.
+// The table index (`offset`) is not a pointer: the kernel checks it against the table.
+unsafe impl Completable for FilesUpdate {
     type Output = io::Result<()>;
 
     /// The slot must be emptied whatever happens to the future.

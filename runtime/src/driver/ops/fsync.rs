@@ -22,7 +22,9 @@ impl Fsync {
     }
 }
 
-impl Completable for Fsync {
+// SAFETY: the SQE carries no pointer, only the file (an fd or a registered-file slot)
+// and flags, so there is no memory for the kernel to use after the op is gone.
+unsafe impl Completable for Fsync {
     type Output = io::Result<()>;
 
     fn prepare(&mut self, _ring: RingId) -> Entry {

@@ -20,7 +20,11 @@ impl LinkAt {
     }
 }
 
-impl Completable for LinkAt {
+// SAFETY: the SQE's two pointers are the paths `from` and `to`, NUL-terminated
+// `CString`s the op owns: their bytes are heap blocks that stay put when the op moves
+// and are freed only with the op, after the final CQE; the kernel only reads them, and
+// Rust never writes them.
+unsafe impl Completable for LinkAt {
     type Output = io::Result<()>;
 
     fn prepare(&mut self, _ring: RingId) -> Entry {
@@ -47,7 +51,11 @@ impl SymlinkAt {
     }
 }
 
-impl Completable for SymlinkAt {
+// SAFETY: the SQE's two pointers are the strings `target` and `link`, NUL-terminated
+// `CString`s the op owns: their bytes are heap blocks that stay put when the op moves
+// and are freed only with the op, after the final CQE; the kernel only reads them, and
+// Rust never writes them.
+unsafe impl Completable for SymlinkAt {
     type Output = io::Result<()>;
 
     fn prepare(&mut self, _ring: RingId) -> Entry {

@@ -19,7 +19,10 @@ impl MkDirAt {
     }
 }
 
-impl Completable for MkDirAt {
+// SAFETY: the SQE's one pointer is the path, a NUL-terminated `CString` the op owns:
+// its bytes are a heap block that stays put when the op moves and is freed only with
+// the op, after the final CQE; the kernel only reads it, and Rust never writes it.
+unsafe impl Completable for MkDirAt {
     type Output = io::Result<()>;
 
     fn prepare(&mut self, _ring: RingId) -> Entry {

@@ -1,6 +1,8 @@
 //! One file per opcode: each defines the op's owned resources and implements
 //! [`Completable`](super::Completable) (one CQE) or [`Multishot`](super::Multishot)
-//! (several) for them.
+//! (several) for them. Both traits are `unsafe`: each `unsafe impl` carries a
+//! `// SAFETY:` comment that names every pointer its SQE holds and why the memory
+//! behind it stays valid, and untouched by Rust, until the final CQE.
 
 use std::os::fd::RawFd;
 

@@ -71,7 +71,16 @@ impl<B: IoBuf> SendMsg<B> {
     }
 }
 
-impl<B: IoBuf> Completable for SendMsg<B> {
+// SAFETY: the SQE's one pointer is the `msghdr`, which points on: to the iovec array
+// (`msg_iov`, `msg_iovlen` entries), each iovec to one of `bufs` (its `stable_ptr`, for
+// its `bytes_init` bytes), and to the destination address if any (`msg_name`, the
+// `storage` of a `SockAddr`, for `msg_namelen` bytes, at most its size); no control
+// data. The header, the array and the address are the op's `KernelBox`es, heap blocks
+// that stay allocated and in place until the op is dropped, after the final CQE; their
+// pointers are the blocks' own (raw, never through a reference). Each buffer's memory
+// is stable wherever it moves by `IoBuf`'s contract, and the op owns the buffers until
+// then. The kernel only reads all of it, and nothing writes any of it after `new`.
+unsafe impl<B: IoBuf> Completable for SendMsg<B> {
     type Output = BufResult<usize, Vec<B>>;
 
     fn fd(&self) -> Option<RawFd> {
@@ -113,7 +122,20 @@ impl<B: IoBufMut> RecvMsg<B> {
     }
 }
 
-impl<B: IoBufMut> Completable for RecvMsg<B> {
+// SAFETY: the SQE's one pointer is the `msghdr`, which points on: to the iovec array
+// (`msg_iov`, `msg_iovlen` entries), each iovec to one of `bufs` (its `stable_mut_ptr`,
+// for its `bytes_total` bytes), and to the address buffer (`msg_name`, the whole
+// `storage` of a `SockAddr`, its size in `msg_namelen`); no control data. The kernel
+// reads the header and the array, and writes the buffers, the address and
+// `msg_namelen`/`msg_flags` in the header. The header, the array and the address are
+// the op's `KernelBox`es, heap blocks that stay allocated and in place until the op is
+// dropped, after the final CQE; their pointers are the blocks' own (raw, never through
+// a reference). Each buffer's memory is stable and writable wherever it moves by
+// `IoBufMut`'s contract, and the op owns the buffers until then. Nothing reads what
+// the kernel writes before `complete`, which, for a successful CQE, marks as
+// initialised only the `n` bytes it reports and reads the address with the length the
+// kernel put in the header.
+unsafe impl<B: IoBufMut> Completable for RecvMsg<B> {
     type Output = BufResult<(usize, SockAddr), Vec<B>>;
 
     fn fd(&self) -> Option<RawFd> {

@@ -9,7 +9,9 @@ use crate::driver::Completable;
 #[derive(Debug)]
 pub(crate) struct Nop;
 
-impl Completable for Nop {
+// SAFETY: the SQE carries no pointer (nothing), so there is no memory for the
+// kernel to use after the op is gone.
+unsafe impl Completable for Nop {
     type Output = io::Result<()>;
 
     fn prepare(&mut self, _ring: RingId) -> Entry {

@@ -24,7 +24,12 @@ impl OpenAt {
     }
 }
 
-impl Completable for OpenAt {
+// SAFETY: the SQE's one pointer is the path, a NUL-terminated `CString` the op owns:
+// its bytes are a heap block that stays put when the op moves and is freed only with
+// the op, after the final CQE; the kernel only reads it, and Rust never writes it. The
+// fd of a successful CQE is a file the kernel opened for this op, owned by nobody else,
+// and `complete` wraps it in the one `OwnedFd` that will close it.
+unsafe impl Completable for OpenAt {
     type Output = io::Result<OwnedFd>;
 
     fn prepare(&mut self, _ring: RingId) -> Entry {

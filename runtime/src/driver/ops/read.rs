@@ -25,7 +25,14 @@ impl<B: IoBufMut> Read<B> {
     }
 }
 
-impl<B: IoBufMut> Completable for Read<B> {
+// SAFETY: the SQE's one pointer is the buffer's `stable_mut_ptr`, with a length of
+// at most its `bytes_total`: by `IoBufMut`'s contract, memory writable for that length
+// that stays valid and in place wherever the op moves, and the op owns the buffer
+// until it is dropped, after the final CQE. Nothing reads those bytes before
+// `complete`, which marks as initialised only the `n` the CQE reports written.
+// `READ_FIXED` names a registered buffer only with the index `fixed_index` gave for
+// `ring`, the ring the SQE is for, and the pointer and length lie inside that buffer.
+unsafe impl<B: IoBufMut> Completable for Read<B> {
     type Output = BufResult<usize, B>;
 
     fn prepare(&mut self, ring: RingId) -> Entry {

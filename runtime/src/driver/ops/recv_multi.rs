@@ -35,7 +35,15 @@ pub(crate) enum Received {
     Eof,
 }
 
-impl Multishot for RecvMulti {
+// SAFETY: the SQE carries no pointer: it names the provided-buffer group, whose
+// descriptor ring and buffers the driver registered. Their memory lives as long as any
+// `Rc<BufRing>`: the op holds one until it is dropped, after its final CQE, and the
+// driver unregisters the ring before letting go of its own. The kernel writes only
+// buffers published in the ring; each CQE hands over the one it names, which `item`
+// takes from the ring (`BufRing::take` checks the id and length, and publishes the
+// buffer again only when its `RecvBuf` is dropped), so nothing reads a buffer the
+// kernel may still write.
+unsafe impl Multishot for RecvMulti {
     type Item = io::Result<Received>;
 
     fn fd(&self) -> Option<RawFd> {

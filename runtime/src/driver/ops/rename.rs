@@ -19,7 +19,11 @@ impl RenameAt {
     }
 }
 
-impl Completable for RenameAt {
+// SAFETY: the SQE's two pointers are the paths `from` and `to`, NUL-terminated
+// `CString`s the op owns: their bytes are heap blocks that stay put when the op moves
+// and are freed only with the op, after the final CQE; the kernel only reads them, and
+// Rust never writes them.
+unsafe impl Completable for RenameAt {
     type Output = io::Result<()>;
 
     fn prepare(&mut self, _ring: RingId) -> Entry {

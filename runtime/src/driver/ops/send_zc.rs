@@ -36,7 +36,14 @@ pub(crate) enum ZcEvent {
     Released,
 }
 
-impl<B: IoBuf> Multishot for SendZc<B> {
+// SAFETY: the SQE's one pointer is the buffer's `stable_ptr`, with a length of at
+// most its `bytes_init`: by `IoBuf`'s contract, initialised memory of that length that
+// stays valid and in place wherever the op moves. The op keeps the buffer until the
+// final CQE, which for a zero-copy send is the notification (`F_NOTIF`, rule 4): the
+// buffer can only be taken (`take_buf`, through `MultiOp::data_mut`) once the op is
+// done, and `item` never touches it. The kernel only reads it. No registered buffer
+// is named (`SEND_ZC` is always the plain opcode), so `ring` is not needed.
+unsafe impl<B: IoBuf> Multishot for SendZc<B> {
     type Item = ZcEvent;
 
     fn fd(&self) -> Option<RawFd> {

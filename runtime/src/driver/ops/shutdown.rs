@@ -19,7 +19,9 @@ impl Shutdown {
     }
 }
 
-impl Completable for Shutdown {
+// SAFETY: the SQE carries no pointer (the fd and `how`: plain numbers), so there is no memory for the
+// kernel to use after the op is gone.
+unsafe impl Completable for Shutdown {
     type Output = io::Result<()>;
 
     fn fd(&self) -> Option<RawFd> {

@@ -32,7 +32,14 @@ impl Statx {
     }
 }
 
-impl Completable for Statx {
+// SAFETY: the SQE carries two pointers. The path: a NUL-terminated `CString` the op
+// owns, whose bytes are a heap block that stays put when the op moves; the kernel only
+// reads it. The `statx` buffer: the op's `KernelBox<libc::statx>`, a heap block of the
+// full struct the kernel writes, allocated and in place until the op is dropped, after
+// the final CQE; its pointer is the block's own, and nothing reads the block before
+// `complete`, which copies it out only for a successful CQE. Both are freed only with
+// the op.
+unsafe impl Completable for Statx {
     type Output = io::Result<libc::statx>;
 
     fn prepare(&mut self, _ring: RingId) -> Entry {

@@ -20,7 +20,10 @@ impl UnlinkAt {
     }
 }
 
-impl Completable for UnlinkAt {
+// SAFETY: the SQE's one pointer is the path, a NUL-terminated `CString` the op owns:
+// its bytes are a heap block that stays put when the op moves and is freed only with
+// the op, after the final CQE; the kernel only reads it, and Rust never writes it.
+unsafe impl Completable for UnlinkAt {
     type Output = io::Result<()>;
 
     fn prepare(&mut self, _ring: RingId) -> Entry {

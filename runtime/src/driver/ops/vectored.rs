@@ -35,7 +35,15 @@ impl<B: IoBufMut> Readv<B> {
     }
 }
 
-impl<B: IoBufMut> Completable for Readv<B> {
+// SAFETY: the SQE's one pointer is the iovec array, the op's `KernelBox`, with its
+// length as the count: a heap block that stays allocated and in place until the op is
+// dropped, after the final CQE, read by the kernel and written by nobody after `new`.
+// Each iovec points to one of `bufs` (its `stable_mut_ptr`, for its `bytes_total`
+// bytes): memory writable for that length and stable wherever the buffer moves, by
+// `IoBufMut`'s contract, and the op owns the buffers until then. Nothing reads what
+// the kernel writes before `complete`, which marks as initialised only the `n` bytes
+// the CQE reports, in iovec order.
+unsafe impl<B: IoBufMut> Completable for Readv<B> {
     type Output = BufResult<usize, Vec<B>>;
 
     fn prepare(&mut self, _ring: RingId) -> Entry {
@@ -88,7 +96,14 @@ impl<B: IoBuf> Writev<B> {
     }
 }
 
-impl<B: IoBuf> Completable for Writev<B> {
+// SAFETY: the SQE's one pointer is the iovec array, the op's `KernelBox`, with its
+// length as the count: a heap block that stays allocated and in place until the op is
+// dropped, after the final CQE, read by the kernel and written by nobody after `new`.
+// Each iovec points to one of `bufs` (its `stable_ptr`, for its `bytes_init` bytes):
+// initialised memory of that length, stable wherever the buffer moves, by `IoBuf`'s
+// contract, and the op owns the buffers, giving nobody a way to change them, until
+// then. The kernel only reads it all.
+unsafe impl<B: IoBuf> Completable for Writev<B> {
     type Output = BufResult<usize, Vec<B>>;
 
     fn prepare(&mut self, _ring: RingId) -> Entry {

@@ -26,7 +26,13 @@ impl<B: IoBuf> Write<B> {
     }
 }
 
-impl<B: IoBuf> Completable for Write<B> {
+// SAFETY: the SQE's one pointer is the buffer's `stable_ptr`, with a length of at
+// most its `bytes_init`: by `IoBuf`'s contract, initialised memory of that length that
+// stays valid and in place wherever the op moves, and the op owns the buffer, giving
+// nobody a way to change it, until it is dropped, after the final CQE; the kernel only
+// reads it. `WRITE_FIXED` names a registered buffer only with the index `fixed_index`
+// gave for `ring`, the ring the SQE is for, and the pointer and length lie inside it.
+unsafe impl<B: IoBuf> Completable for Write<B> {
     type Output = BufResult<usize, B>;
 
     fn prepare(&mut self, ring: RingId) -> Entry {
