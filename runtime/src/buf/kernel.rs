@@ -23,14 +23,14 @@
 //! valid, whatever happens to the `KernelBox`, until it is dropped.
 //!
 //! [`get`](KernelBox::get) and [`into_inner`](KernelBox::into_inner) make a reference
-//! to the value or move it out.
-//! They are safe functions, as `Vec`'s indexing is beside `Vec::as_mut_ptr`: the
-//! `KernelBox` cannot know whether the kernel holds a pointer, so the promise is made
-//! where a pointer is handed to the kernel. That is an `unsafe impl` of the driver's
-//! `Completable` or `Multishot` (or the driver's own wake-up read), whose contract
-//! says that the value is not touched from the SQE's submission to its final CQE:
-//! these functions are called only before `prepare` hands the pointer out, and in
-//! `complete` (or for the last CQE, in `item`), after the kernel is done.
+//! to the value or move it out. They are safe functions, as `Vec`'s indexing is beside
+//! `Vec::as_mut_ptr`: the `KernelBox` cannot know whether the kernel holds a pointer,
+//! so the promise is made where a pointer is handed to the kernel. That is an `unsafe
+//! impl` of the driver's `Completable` or `Multishot` (or the driver's own wake-up
+//! read), whose contract says that the value is not touched from the SQE's submission
+//! to its final CQE: these functions are called only before the SQE is submitted (in
+//! the op's `new` or `prepare`), and in `complete` (or for the last CQE, in `item`),
+//! after the kernel is done.
 
 use std::fmt;
 use std::marker::PhantomData;
