@@ -31,6 +31,9 @@ use std::task::{Context, Poll};
 
 pub mod buf;
 pub mod channel;
+// Without either trait feature nothing calls the poll functions yet.
+#[cfg_attr(not(any(feature = "futures-io", feature = "tokio")), allow(dead_code))]
+mod compat;
 mod coop;
 mod driver;
 mod executor;

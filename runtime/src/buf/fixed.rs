@@ -21,7 +21,7 @@ use std::ptr::NonNull;
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 
-use super::{IoBuf, IoBufMut, Sealed};
+use super::{IoBuf, IoBufMut, OnRing, RingId};
 
 /// The kernel's limit on registered buffers per ring (`IORING_MAX_REG_BUFFERS`).
 pub(crate) const MAX_COUNT: usize = 1 << 14;
@@ -49,9 +49,9 @@ pub(crate) fn check_config(count: u16, size: usize) -> io::Result<()> {
 /// [`FixedBuf`] taken from it, so the memory outlives both the registration and any op
 /// still holding a buffer.
 pub(crate) struct Pool {
-    /// The id of the driver whose ring the buffers are registered with: a `FixedBuf`
-    /// is used as fixed only on that ring.
-    ring: u64,
+    /// The ring the buffers are registered with: a `FixedBuf` is used as fixed only in
+    /// SQEs for that ring.
+    ring: RingId,
     mem: NonNull<u8>,
     map_len: usize,
     size: usize,
@@ -98,7 +98,7 @@ impl Pool {
         // SAFETY: the range is exactly the mapping just made, which nothing else uses.
         let _ = unsafe { libc::madvise(mem, map_len, libc::MADV_DONTFORK) };
         Ok(Pool {
-            ring,
+            ring: RingId::new(ring),
             mem: NonNull::new(mem.cast()).expect("mmap returned a null mapping"),
             map_len,
             size,
@@ -186,16 +186,12 @@ pub struct FixedBufPool {
 }
 
 impl FixedBufPool {
-    /// This core's pool.
-    ///
-    /// Fails outside a runtime, when the runtime was built without
-    /// [`fixed_buffers`](crate::Builder::fixed_buffers), and when registering them
-    /// failed at start; the error says why (for `RLIMIT_MEMLOCK`, how much locked
-    /// memory was needed and what the limit is).
-    pub fn current() -> io::Result<FixedBufPool> {
-        let driver = crate::driver::current().ok_or_else(crate::driver::no_runtime)?;
-        let pool = driver.fixed_pool()?.clone();
-        Ok(FixedBufPool { pool })
+    // `FixedBufPool::current()`, which asks the driver for this core's pool, is defined
+    // with the runtime (`runtime/mod.rs`): this layer does not see the driver.
+
+    /// A handle on `pool`.
+    pub(crate) fn from_pool(pool: Rc<Pool>) -> FixedBufPool {
+        FixedBufPool { pool }
     }
 
     /// Takes a buffer, waiting while all of them are out. Buffers are handed out in
@@ -418,9 +414,9 @@ unsafe impl IoBuf for FixedBuf {
     fn bytes_total(&self) -> usize {
         self.pool.size
     }
-    fn fixed_index(&self, _: Sealed) -> Option<u16> {
+    fn fixed_index(&self, ring: OnRing) -> Option<u16> {
         // Only the ring this pool is registered with knows the index.
-        (crate::driver::current_id() == self.pool.ring).then_some(self.index)
+        (ring.0 == self.pool.ring).then_some(self.index)
     }
 }
 
@@ -431,64 +427,5 @@ unsafe impl IoBufMut for FixedBuf {
     }
     unsafe fn set_init(&mut self, pos: usize) {
         self.len = self.len.max(pos);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use io_uring::opcode;
-
-    use crate::buf::IoBuf;
-    use crate::driver::{ops, Completable};
-
-    use super::FixedBufPool;
-
-    fn rt() -> crate::Runtime {
-        crate::Builder::new()
-            .cores(1)
-            .pin(false)
-            .fixed_buffers(2, 4096)
-            .build()
-            .unwrap()
-    }
-
-    #[test]
-    fn ops_on_a_fixed_buf_use_the_fixed_opcodes_only_on_its_own_ring() {
-        let buf = rt().block_on(async {
-            let pool = FixedBufPool::current().unwrap();
-            let mut read = ops::Read::new(-1, pool.get().await, 0);
-            assert_eq!(
-                read.prepare().get_opcode(),
-                u32::from(opcode::ReadFixed::CODE)
-            );
-            drop(read);
-            let mut write = ops::Write::new(-1, pool.get().await.slice(..), 0);
-            assert_eq!(
-                write.prepare().get_opcode(),
-                u32::from(opcode::WriteFixed::CODE)
-            );
-            drop(write);
-            let mut recv = ops::Recv::new(-1, pool.get().await);
-            assert_eq!(
-                recv.prepare().get_opcode(),
-                u32::from(opcode::ReadFixed::CODE)
-            );
-            drop(recv);
-            let mut send = ops::Send::new(-1, pool.get().await);
-            assert_eq!(
-                send.prepare().get_opcode(),
-                u32::from(opcode::WriteFixed::CODE)
-            );
-            drop(send);
-            let mut plain = ops::Read::new(-1, Vec::with_capacity(8), 0);
-            assert_eq!(plain.prepare().get_opcode(), u32::from(opcode::Read::CODE));
-            pool.get().await
-        });
-        // On another ring (and outside any) the index means nothing: plain opcodes.
-        let mut other = self::rt();
-        other.block_on(async move {
-            let mut read = ops::Read::new(-1, buf, 0);
-            assert_eq!(read.prepare().get_opcode(), u32::from(opcode::Read::CODE));
-        });
     }
 }

@@ -15,21 +15,41 @@ use std::ops::{Bound, RangeBounds};
 
 mod aligned;
 pub(crate) mod fixed;
+mod kernel;
 pub(crate) mod ring;
 mod slice;
 
 pub use aligned::AlignedBuf;
 pub use fixed::{FixedBuf, FixedBufPool, GetFixedBuf};
+pub(crate) use kernel::KernelBox;
 pub use ring::RecvBuf;
 pub use slice::Slice;
 
-mod sealed {
-    /// Keeps [`IoBuf::fixed_index`](super::IoBuf::fixed_index) to this crate: only
-    /// its own buffers are registered with a ring.
-    #[derive(Debug)]
-    pub struct Sealed(pub(crate) ());
+/// Which io_uring ring something is for: the id of the driver that owns the ring,
+/// unique over the process's life (never reused), so a registered buffer can tell
+/// whether an SQE being built is for the ring it is registered with.
+///
+/// The driver passes its own to every op's `prepare`; this layer only compares them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RingId(u64);
+
+impl RingId {
+    /// The ring of the driver with id `id`.
+    pub(crate) const fn new(id: u64) -> RingId {
+        RingId(id)
+    }
 }
-pub(crate) use sealed::Sealed;
+
+mod sealed {
+    /// The ring an SQE is being built for, as [`IoBuf::fixed_index`] asks it. Only this
+    /// crate can make one, which keeps `fixed_index` to this crate: only its own
+    /// buffers are registered with a ring.
+    ///
+    /// [`IoBuf::fixed_index`]: super::IoBuf::fixed_index
+    #[derive(Debug, Clone, Copy)]
+    pub struct OnRing(pub(crate) super::RingId);
+}
+pub(crate) use sealed::OnRing;
 
 /// Runs `op` on the rest of `buf` (bytes `done..total`, and `done`) until `total` bytes
 /// are done: the loop behind every `read_exact`/`write_all`. An op that does nothing
@@ -100,11 +120,11 @@ pub unsafe trait IoBuf: Unpin + 'static {
     /// Capacity in bytes (how much a read may fill).
     fn bytes_total(&self) -> usize;
 
-    /// The buffer's index in the registered-buffer table of the ring of the core
-    /// running now, if it is a registered buffer of that ring; ops then use
+    /// The buffer's index in the registered-buffer table of `ring`, the ring an SQE is
+    /// being built for, if it is a registered buffer of that ring; ops then use
     /// `READ_FIXED`/`WRITE_FIXED`. Only this crate's [`FixedBuf`] answers.
     #[doc(hidden)]
-    fn fixed_index(&self, _: Sealed) -> Option<u16> {
+    fn fixed_index(&self, _ring: OnRing) -> Option<u16> {
         None
     }
 

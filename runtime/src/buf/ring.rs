@@ -22,7 +22,11 @@
 //! so a stream that leaves its completions unread never stalls another.
 //!
 //! The tail is written by this core only (with a release store, so the kernel sees the
-//! descriptor before the tail that publishes it); the head is the kernel's. The blocks
+//! descriptor before the tail that publishes it); the head is the kernel's. The tail
+//! is the last half-word of descriptor 0 (the kernel's `struct io_uring_buf_ring`
+//! overlays it on that descriptor's reserved field), which the kernel may read at any
+//! moment: so no reference to a descriptor is ever made, only raw writes of the three
+//! fields that are ours (`addr`, `len`, `bid`), and atomic stores of the tail. The blocks
 //! are freed when the last `RecvBuf` and the driver have let go of the `Rc<BufRing>`,
 //! which is after the driver unregistered the ring (or the ring fd was closed).
 
@@ -31,18 +35,29 @@ use std::cell::Cell;
 use std::fmt;
 use std::io;
 use std::ops::Deref;
-use std::ptr::NonNull;
+use std::ptr::{self, NonNull};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU16, Ordering};
-
-use io_uring::types::BufRingEntry;
 
 /// The group id of each core's provided-buffer ring.
 pub(crate) const GROUP: u16 = 0;
 
+/// One descriptor of the ring, laid out as the kernel's `struct io_uring_buf`. In
+/// descriptor 0, `resv` is the ring's tail (module docs): never written as part of a
+/// descriptor.
+#[repr(C)]
+struct BufDesc {
+    addr: u64,
+    len: u32,
+    bid: u16,
+    resv: u16,
+}
+
+const _: () = assert!(std::mem::size_of::<BufDesc>() == 16);
+
 /// One core's provided buffers (see the module docs).
 pub(crate) struct BufRing {
-    ring: NonNull<BufRingEntry>,
+    ring: NonNull<BufDesc>,
     ring_layout: Layout,
     bufs: NonNull<u8>,
     bufs_layout: Layout,
@@ -72,15 +87,13 @@ impl BufRing {
         }
         let entries = count.next_power_of_two();
         let page = crate::sys::page_size();
-        let ring_layout = Layout::from_size_align(
-            usize::from(entries) * std::mem::size_of::<BufRingEntry>(),
-            page,
-        )
-        .map_err(io::Error::other)?;
+        let ring_layout =
+            Layout::from_size_align(usize::from(entries) * std::mem::size_of::<BufDesc>(), page)
+                .map_err(io::Error::other)?;
         let bufs_layout = Layout::from_size_align(usize::from(count) * size as usize, page)
             .map_err(io::Error::other)?;
         // SAFETY: both layouts have a non-zero size (count, entries and size are >= 1).
-        let ring = NonNull::new(unsafe { alloc::alloc_zeroed(ring_layout) }.cast::<BufRingEntry>())
+        let ring = NonNull::new(unsafe { alloc::alloc_zeroed(ring_layout) }.cast::<BufDesc>())
             .ok_or_else(|| alloc_failed(ring_layout))?;
         // SAFETY: as above.
         let bufs = match NonNull::new(unsafe { alloc::alloc(bufs_layout) }) {
@@ -168,23 +181,33 @@ impl BufRing {
     fn publish(&self, bid: u16) {
         let tail = self.tail.get();
         let slot = usize::from(tail & (self.entries - 1));
-        // SAFETY: `slot` < entries, inside the ring block; the descriptor at the tail is
-        // not read by the kernel until the tail moves past it (below). `bid` < count,
-        // so the buffer address is inside the buffer block.
+        let addr = self.buf_ptr(bid) as u64;
+        // SAFETY: `slot` < entries, so `desc` is inside the ring block, which lives as
+        // long as self. The kernel does not read the descriptor at the tail until the
+        // tail moves past it (below), and at most `count` <= `entries` buffers are
+        // published at once, so it is not one the kernel still has to take. Each field
+        // is written through a raw place projection: no reference covers the
+        // descriptor, whose `resv` in slot 0 is the tail the kernel reads. `bid` <
+        // count, so `addr` is inside the buffer block.
         unsafe {
-            let entry = &mut *self.ring.as_ptr().add(slot);
-            entry.set_addr(self.buf_ptr(bid) as u64);
-            entry.set_len(self.size);
-            entry.set_bid(bid);
+            let desc = self.ring.as_ptr().add(slot);
+            ptr::addr_of_mut!((*desc).addr).write(addr);
+            ptr::addr_of_mut!((*desc).len).write(self.size);
+            ptr::addr_of_mut!((*desc).bid).write(bid);
         }
         let tail = tail.wrapping_add(1);
         self.tail.set(tail);
-        // SAFETY: the tail field overlays the first descriptor's reserved half-word, in
-        // the ring block that lives as long as self; the kernel reads it atomically.
-        unsafe {
-            let tail_ptr = BufRingEntry::tail(self.ring.as_ptr()).cast_mut();
-            (*tail_ptr.cast::<AtomicU16>()).store(tail, Ordering::Release);
-        }
+        // SAFETY: the tail is an aligned u16 in the ring block, which outlives this
+        // borrow; it is only ever accessed atomically (our stores, the kernel's
+        // acquire loads).
+        unsafe { AtomicU16::from_ptr(self.tail_ptr()) }.store(tail, Ordering::Release);
+    }
+
+    /// The ring's tail: the reserved half-word of descriptor 0.
+    fn tail_ptr(&self) -> *mut u16 {
+        // SAFETY: descriptor 0 is inside the ring block (entries >= 1); the field is
+        // projected without making a reference.
+        unsafe { ptr::addr_of_mut!((*self.ring.as_ptr()).resv) }
     }
 
     fn buf_ptr(&self, bid: u16) -> *mut u8 {
@@ -328,5 +351,91 @@ unsafe impl super::IoBuf for RecvBuf {
     }
     fn bytes_total(&self) -> usize {
         self.as_slice().len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::rc::Rc;
+
+    use io_uring::types::BufRingEntry;
+
+    use super::{BufDesc, BufRing};
+
+    /// The descriptor at `slot`, read field by field.
+    fn desc(ring: &BufRing, slot: usize) -> (u64, u32, u16) {
+        assert!(slot < usize::from(ring.entries));
+        // SAFETY: `slot` < entries: inside the ring block; no kernel writes it here.
+        unsafe {
+            let d = ring.ring.as_ptr().add(slot);
+            (
+                std::ptr::addr_of!((*d).addr).read(),
+                std::ptr::addr_of!((*d).len).read(),
+                std::ptr::addr_of!((*d).bid).read(),
+            )
+        }
+    }
+
+    fn tail(ring: &BufRing) -> u16 {
+        // SAFETY: the tail is only accessed atomically; see `publish`.
+        unsafe { std::sync::atomic::AtomicU16::from_ptr(ring.tail_ptr()) }
+            .load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    #[test]
+    fn the_descriptors_and_the_tail_are_where_the_kernel_looks() {
+        assert_eq!(
+            std::mem::size_of::<BufDesc>(),
+            std::mem::size_of::<BufRingEntry>()
+        );
+        let ring = BufRing::new(2, 64).unwrap();
+        // SAFETY: the ring block's base, as the io-uring crate asks.
+        let theirs = unsafe { BufRingEntry::tail(ring.ring.as_ptr().cast::<BufRingEntry>()) };
+        assert_eq!(theirs, ring.tail_ptr().cast_const());
+    }
+
+    #[test]
+    fn publishing_fills_the_descriptor_at_the_tail_then_moves_the_tail_past_it() {
+        let ring = Rc::new(BufRing::new(3, 64).unwrap());
+        assert_eq!(ring.entries, 4);
+        assert_eq!(tail(&ring), 3, "every buffer is published at start");
+        for bid in 0..3 {
+            let want = (ring.buf_ptr(bid) as u64, 64, bid);
+            assert_eq!(desc(&ring, usize::from(bid)), want);
+        }
+
+        // The kernel fills buffer 1 and names it in a CQE.
+        let bytes = b"received";
+        // SAFETY: buffer 1 is inside the buffer block and 64 bytes long; nothing else
+        // touches it (this test stands in for the kernel).
+        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), ring.buf_ptr(1), bytes.len()) };
+        ring.named_by_cqe();
+        let buf = ring.take(1, bytes.len() as u32).unwrap();
+        assert_eq!(&buf[..], bytes);
+        assert_eq!(ring.available(), 2);
+        drop(buf);
+        assert_eq!(ring.available(), 3);
+        assert_eq!(desc(&ring, 3), (ring.buf_ptr(1) as u64, 64, 1));
+        assert_eq!(tail(&ring), 4);
+
+        // The next one wraps to descriptor 0, whose last half-word is the tail.
+        ring.named_by_cqe();
+        drop(ring.take(2, 0).unwrap());
+        assert_eq!(desc(&ring, 0), (ring.buf_ptr(2) as u64, 64, 2));
+        assert_eq!(tail(&ring), 5, "the descriptor write left the tail alone");
+    }
+
+    #[test]
+    fn a_buffer_id_or_length_out_of_range_is_not_trusted() {
+        let ring = Rc::new(BufRing::new(3, 64).unwrap());
+        ring.named_by_cqe();
+        assert!(ring.take(3, 1).is_none(), "no buffer 3");
+        assert_eq!(tail(&ring), 3, "nothing to give back");
+        ring.named_by_cqe();
+        assert!(ring.take(0, 65).is_none(), "longer than a buffer");
+        // Buffer 0 went back to the kernel at once: published at the tail.
+        assert_eq!(desc(&ring, 3), (ring.buf_ptr(0) as u64, 64, 0));
+        assert_eq!(tail(&ring), 4);
+        assert_eq!(ring.available(), 3);
     }
 }

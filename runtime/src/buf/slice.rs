@@ -1,4 +1,4 @@
-use super::{IoBuf, IoBufMut, Sealed};
+use super::{IoBuf, IoBufMut, OnRing};
 
 /// A range of an owned buffer, for reading into or writing from part of it.
 ///
@@ -49,9 +49,9 @@ unsafe impl<B: IoBuf> IoBuf for Slice<B> {
     fn bytes_total(&self) -> usize {
         self.end - self.begin
     }
-    fn fixed_index(&self, token: Sealed) -> Option<u16> {
+    fn fixed_index(&self, ring: OnRing) -> Option<u16> {
         // A fixed op may name any range inside the registered buffer.
-        self.buf.fixed_index(token)
+        self.buf.fixed_index(ring)
     }
 }
 

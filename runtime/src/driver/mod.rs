@@ -174,10 +174,11 @@ struct Inner {
     bufs: Option<Rc<BufRing>>,
     timers: BTreeMap<(Instant, u64), Owner>,
     timer_seq: u64,
-    /// The wake-up eventfd and the 8 bytes the ring reads it into. The box is freed only
+    /// The wake-up eventfd and the 8 bytes the ring reads it into: a raw allocation
+    /// (never a moved `Box`, which would invalidate the kernel's pointer), freed only
     /// when the driver is, after shutdown has reaped the read's CQE.
     wake_fd: Option<RawFd>,
-    wake_buf: Box<u64>,
+    wake_buf: crate::buf::KernelBox<u64>,
     /// The read of the wake-up eventfd is in the ring (and in flight).
     wake_armed: bool,
     /// Owners and abandoned ops made ready while the driver was borrowed; they are
@@ -283,7 +284,7 @@ impl Driver {
     /// waits for it, and returns its token.
     #[inline]
     fn submit<T: Completable>(&self, data: &mut T, waker: &Waker) -> io::Result<Token> {
-        let mut entry = data.prepare();
+        let mut entry = data.prepare(crate::buf::RingId::new(self.id));
         let mut inner = self.inner.borrow_mut();
         let inner = &mut *inner;
         if inner.closed {
@@ -298,7 +299,7 @@ impl Driver {
 
     /// Queues the SQE of a multishot op; its CQEs queue up in the slot.
     fn submit_multi<T: Multishot>(&self, data: &mut T, waker: &Waker) -> io::Result<Token> {
-        let mut entry = data.prepare();
+        let mut entry = data.prepare(crate::buf::RingId::new(self.id));
         let mut inner = self.inner.borrow_mut();
         let inner = &mut *inner;
         if inner.closed {
@@ -315,7 +316,7 @@ impl Driver {
     /// output at the CQE. Used for closing fds behind ops that may still name them.
     /// Hands the op back if the driver takes no more (it is shutting down).
     pub(crate) fn submit_detached<T: Completable>(&self, mut data: T) -> Result<(), T> {
-        let mut entry = data.prepare();
+        let mut entry = data.prepare(crate::buf::RingId::new(self.id));
         let mut inner = self.inner.borrow_mut();
         let inner = &mut *inner;
         if inner.closed {

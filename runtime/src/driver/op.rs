@@ -72,11 +72,64 @@ use io_uring::squeue::Entry;
 
 use super::slots::{Cqe, Token};
 use super::Driver;
+use crate::buf::RingId;
 
 /// One io_uring operation: what it hands the kernel and what it makes of the CQE.
 ///
-/// Each opcode is one implementation, in its own file under `driver/ops/`.
-pub(crate) trait Completable: Unpin + 'static {
+/// Each opcode is one implementation, in its own file under `driver/ops/`, whose
+/// `unsafe impl` carries a `// SAFETY:` comment naming every pointer its SQE holds and
+/// why it stays valid until the final CQE.
+///
+/// # What the driver guarantees an implementation
+///
+/// - [`prepare`](Completable::prepare) is called once, with the ring the SQE is for,
+///   before the SQE is queued. The SQE it returns is the only one built from the value.
+/// - From then until the op's final CQE has been reaped, the value stays alive: in its
+///   [`Op`] future, or, if that is dropped while the kernel may hold the SQE, in the
+///   op's slot (module docs); the driver is never dropped with ops in flight. The value
+///   may be *moved* meanwhile (into the slot; an `Op` is `Unpin` and moves with its
+///   caller's future), but it is not dropped, and nothing but the driver touches it.
+/// - [`complete`](Completable::complete) is called at most once: with the final CQE's
+///   result, or with the error that kept the SQE from the kernel. An op withdrawn
+///   before its SQE was submitted is dropped without it. Either way, when `complete`
+///   runs or the value is dropped, the kernel is done with the op's memory.
+///
+/// # Safety
+///
+/// The driver hands the SQE to the kernel, which reads and writes through the
+/// addresses in it, unseen by the borrow checker, from submission to the final CQE.
+/// An implementation promises, for the SQE its `prepare` returns:
+///
+/// 1. **Valid until the final CQE.** Every pointer the SQE carries (a buffer, an iovec
+///    array, a `msghdr` and everything it points to, a path, a socket address and its
+///    length, a `statx` buffer, an fd array) points to memory that is allocated and
+///    valid for the access the opcode makes (read, or write, of the length the SQE
+///    gives), and that stays allocated and at the same address until the value is
+///    dropped. With the driver's guarantee above, that is until the final CQE.
+/// 2. **Owned through heap blocks, not by the value itself.** That memory is owned by
+///    the value through heap blocks that do not move when the value does (an
+///    [`IoBuf`](crate::buf::IoBuf)'s memory, a `CString`'s bytes, a
+///    [`KernelBox`](crate::buf::KernelBox)), or is static; never a field of the value,
+///    which moves.
+/// 3. **No Rust access while the kernel may use it.** Between `prepare` and the final
+///    CQE, Rust does not read memory the kernel may write, nor write memory the kernel
+///    may read, nor make a reference to it or move a `Box` that owns it: either would
+///    assert to the compiler an access that the kernel's contradicts, and invalidate
+///    the pointers taken before. So the pointers come straight from raw owners
+///    ([`KernelBox::as_mut_ptr`](crate::buf::KernelBox::as_mut_ptr), an `IoBufMut`'s
+///    stable pointer), not through references, and no method of the value but
+///    `complete` (which the driver calls only after the final CQE) touches what they
+///    point to.
+/// 4. **Nothing is read before the CQE says it was written.** `complete` reads only
+///    what the result reports the kernel wrote: `n` bytes of a read (`set_init(n)`),
+///    the address and length an accept or `recvmsg` filled, the `statx` of a success.
+/// 5. **Registered buffers of this ring only.** The SQE names a registered buffer
+///    (`READ_FIXED`/`WRITE_FIXED`) only with the index that buffer's
+///    `fixed_index` gave for `ring`, and an address and length inside that buffer.
+/// 6. **Fds the kernel made are owned once.** An fd from the result that `complete`
+///    wraps in an owning type is one the kernel created for this op, which nobody else
+///    owns; an fd the kernel closed is never closed again.
+pub(crate) unsafe trait Completable: Unpin + 'static {
     /// What the op's future resolves to.
     type Output;
 
@@ -85,14 +138,14 @@ pub(crate) trait Completable: Unpin + 'static {
     /// slot. Other ops are withdrawn then and never run (see the module docs).
     const RUN_IF_DROPPED: bool = false;
 
-    /// Builds the SQE (its `user_data` is set by the driver).
+    /// Builds the SQE (its `user_data` is set by the driver) for the ring `ring`.
     ///
     /// Every pointer in it must point into heap memory owned by `self` (or static
-    /// memory), so that it stays put when `self` moves; see the module docs.
-    fn prepare(&mut self) -> Entry;
+    /// memory), so that it stays put when `self` moves; see the `# Safety` section.
+    fn prepare(&mut self, ring: RingId) -> Entry;
 
     /// Turns the CQE, or an error that kept the op from being submitted, into the
-    /// output, handing back the resources.
+    /// output, handing back the resources. The kernel is done with them.
     fn complete(self, result: io::Result<u32>, flags: u32) -> Self::Output;
 
     /// The socket the op works on, if it is one whose hand-off (`into_std`) must wait
@@ -104,13 +157,31 @@ pub(crate) trait Completable: Unpin + 'static {
 
 /// An operation that posts several CQEs: a multishot accept or recv, a zero-copy
 /// send. Every CQE but the last has `IORING_CQE_F_MORE`.
-pub(crate) trait Multishot: Unpin + 'static {
+///
+/// # What the driver guarantees an implementation
+///
+/// As for [`Completable`], with these differences:
+///
+/// - [`prepare`](Multishot::prepare) is called before each submission: first, and
+///   again only after the final CQE of the previous one (a re-armed stream).
+/// - The value stays alive, and is not dropped, until the final CQE of each
+///   submission, the one without `F_MORE` (for a zero-copy send, the notification).
+/// - [`item`](Multishot::item) is called once per CQE, in order, or once with the
+///   error that kept the SQE from the kernel.
+///
+/// # Safety
+///
+/// As for [`Completable`], where "the final CQE" is the one without `F_MORE`, with
+/// `item` in `complete`'s place; and `item` for a CQE that is not the last reads only
+/// what that CQE hands over (an fd it carries, a provided buffer it names): the
+/// kernel may still use every other piece of the op's memory.
+pub(crate) unsafe trait Multishot: Unpin + 'static {
     /// What each CQE becomes.
     type Item;
 
-    /// Builds the SQE (its `user_data` is set by the driver); as for
-    /// [`Completable::prepare`], pointers only into heap memory owned by `self`.
-    fn prepare(&mut self) -> Entry;
+    /// Builds the SQE (its `user_data` is set by the driver) for the ring `ring`; as
+    /// for [`Completable::prepare`], pointers only into heap memory owned by `self`.
+    fn prepare(&mut self, ring: RingId) -> Entry;
 
     /// Turns one CQE (the last one too), or the error that kept the op from being
     /// submitted (with `flags` 0), into an item. An item that owns a resource (an fd, a
@@ -132,8 +203,15 @@ pub(crate) fn has_more(flags: u32) -> bool {
     io_uring::cqueue::more(flags)
 }
 
-/// The slot of a dropped op: `more` for each CQE that is not the last, `finish` once
-/// with the last.
+/// The slot of a dropped op (`Lifecycle::Ignored`): it owns the op's value, and with
+/// it every heap block the kernel may still use, until the final CQE. `more` is called
+/// for each CQE that is not the last, `finish` once with the last, after which the
+/// value is dropped.
+///
+/// A safe trait: it hands the kernel nothing. Its only implementations are the two
+/// below, over a [`Completable`] and a [`Multishot`], whose own `unsafe impl`s make
+/// the promises about the op's memory; keeping the value until `finish` is the
+/// driver's part of them.
 pub(super) trait Abandoned {
     fn more(&mut self, _cqe: Cqe) {}
     fn finish(self: Box<Self>, cqe: Cqe);

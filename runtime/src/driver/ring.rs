@@ -206,7 +206,7 @@ impl Inner {
         if self.wake_armed || self.closed {
             return;
         }
-        let entry = opcode::Read::new(types::Fd(fd), (&mut *self.wake_buf as *mut u64).cast(), 8)
+        let entry = opcode::Read::new(types::Fd(fd), self.wake_buf.as_mut_ptr().cast(), 8)
             .build()
             .user_data(WAKE_UD);
         self.pending.push(entry);

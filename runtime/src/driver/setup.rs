@@ -93,7 +93,7 @@ impl Driver {
                 timers: BTreeMap::new(),
                 timer_seq: 0,
                 wake_fd: None,
-                wake_buf: Box::new(0),
+                wake_buf: crate::buf::KernelBox::new(0),
                 wake_armed: false,
                 ready: Vec::new(),
                 finished: Vec::new(),

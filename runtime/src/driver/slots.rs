@@ -597,9 +597,11 @@ mod tests {
     struct FakeClose(Resource);
     struct FakeStream(Resource);
 
-    impl Completable for FakeOp {
+    // SAFETY: the SQE is a NOP, which carries no pointer; the slot table never submits
+    // it anyway.
+    unsafe impl Completable for FakeOp {
         type Output = Resource;
-        fn prepare(&mut self) -> Entry {
+        fn prepare(&mut self, _: crate::buf::RingId) -> Entry {
             io_uring::opcode::Nop::new().build()
         }
         fn complete(self, _: io::Result<u32>, _: u32) -> Resource {
@@ -610,10 +612,12 @@ mod tests {
         }
     }
 
-    impl Completable for FakeClose {
+    // SAFETY: the SQE is a NOP, which carries no pointer; the slot table never submits
+    // it anyway.
+    unsafe impl Completable for FakeClose {
         type Output = Resource;
         const RUN_IF_DROPPED: bool = true;
-        fn prepare(&mut self) -> Entry {
+        fn prepare(&mut self, _: crate::buf::RingId) -> Entry {
             io_uring::opcode::Nop::new().build()
         }
         fn complete(self, _: io::Result<u32>, _: u32) -> Resource {
@@ -621,9 +625,11 @@ mod tests {
         }
     }
 
-    impl Multishot for FakeStream {
+    // SAFETY: the SQE is a NOP, which carries no pointer; the slot table never submits
+    // it anyway.
+    unsafe impl Multishot for FakeStream {
         type Item = ();
-        fn prepare(&mut self) -> Entry {
+        fn prepare(&mut self, _: crate::buf::RingId) -> Entry {
             io_uring::opcode::Nop::new().build()
         }
         fn item(&mut self, _: io::Result<u32>, flags: u32) {

@@ -23,8 +23,8 @@ pub(crate) fn ring_has(code: u8) -> bool {
 /// `statx(2)` of `path` relative to `dirfd`, through the ring where it can be.
 pub(crate) async fn statx(dirfd: RawFd, path: CString, flags: i32) -> io::Result<Metadata> {
     if ring_has(opcode::Statx::CODE) {
-        let stat = Op::new(ops::Statx::new(dirfd, path, flags)).await?;
-        return Ok(Metadata::from_statx(*stat));
+        let op = ops::Statx::new(dirfd, path, flags, super::metadata::STATX_MASK);
+        return Ok(Metadata::from_statx(Op::new(op).await?));
     }
     statx_blocking(dirfd, &path, flags)
 }

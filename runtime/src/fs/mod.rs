@@ -48,7 +48,6 @@ pub use dir::{
     create_dir, create_dir_all, hard_link, metadata, read, remove_dir, remove_file, rename,
     symlink, symlink_metadata, write,
 };
-pub(crate) use metadata::STATX_MASK;
 pub use metadata::{DioAlignment, Metadata};
 pub use open_options::OpenOptions;
 

@@ -9,37 +9,9 @@
 //! top. `docs/guide.md` says when to use it and when the owned-buffer calls are the
 //! better fit.
 
-// Without either trait feature nothing calls the poll functions yet.
-#[cfg_attr(not(any(feature = "futures-io", feature = "tokio")), allow(dead_code))]
-mod compat;
 mod owned;
 
-pub use compat::Compat;
+// `Compat` and the trait that says what it wraps live in a module of their own above
+// `net` and `fs`, whose types they name; this module holds only the owned-buffer traits.
+pub use crate::compat::{Compat, CompatIo};
 pub use owned::{AsyncReadOwned, AsyncWriteOwned};
-
-mod sealed {
-    pub trait Sealed {}
-}
-
-/// A stream [`Compat`] can wrap: the runtime's sockets and files.
-pub trait CompatIo: std::os::fd::AsRawFd + Unpin + sealed::Sealed {
-    /// Whether reads and writes ignore offsets (sockets, `SHUT_WR` on close) rather
-    /// than follow a cursor (files).
-    #[doc(hidden)]
-    const STREAM: bool;
-}
-
-impl sealed::Sealed for crate::net::TcpStream {}
-impl CompatIo for crate::net::TcpStream {
-    const STREAM: bool = true;
-}
-
-impl sealed::Sealed for crate::net::UnixStream {}
-impl CompatIo for crate::net::UnixStream {
-    const STREAM: bool = true;
-}
-
-impl sealed::Sealed for crate::fs::File {}
-impl CompatIo for crate::fs::File {
-    const STREAM: bool = false;
-}

@@ -891,3 +891,65 @@ pub fn stats() -> CoreStats {
         None => panic!("runtime::stats called outside a runtime"),
     }
 }
+
+impl crate::buf::FixedBufPool {
+    /// This core's pool.
+    ///
+    /// Fails outside a runtime, when the runtime was built without
+    /// [`fixed_buffers`](crate::Builder::fixed_buffers), and when registering them
+    /// failed at start; the error says why (for `RLIMIT_MEMLOCK`, how much locked
+    /// memory was needed and what the limit is).
+    pub fn current() -> io::Result<crate::buf::FixedBufPool> {
+        let driver = driver::current().ok_or_else(driver::no_runtime)?;
+        let pool = driver.fixed_pool()?.clone();
+        Ok(crate::buf::FixedBufPool::from_pool(pool))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::buf::{FixedBufPool, IoBuf, OnRing, RingId};
+    use crate::driver;
+
+    fn rt_with_pool() -> super::Runtime {
+        super::Builder::new()
+            .cores(1)
+            .pin(false)
+            .fixed_buffers(2, 4096)
+            .build()
+            .unwrap()
+    }
+
+    fn this_ring() -> RingId {
+        RingId::new(driver::current().expect("inside the runtime").id())
+    }
+
+    #[test]
+    fn the_current_pool_is_the_one_registered_with_this_cores_ring() {
+        let (buf, ring) = rt_with_pool().block_on(async {
+            let pool = FixedBufPool::current().unwrap();
+            let buf = pool.get().await;
+            let index = buf.buf_index();
+            assert_eq!(buf.fixed_index(OnRing(this_ring())), Some(index));
+            (buf, this_ring())
+        });
+        // Another runtime's ring does not know the buffer; its own pool's buffers are
+        // registered with it, not with the first ring.
+        rt_with_pool().block_on(async move {
+            assert_ne!(this_ring(), ring);
+            assert_eq!(buf.fixed_index(OnRing(this_ring())), None);
+            let own = FixedBufPool::current().unwrap().get().await;
+            assert_eq!(own.fixed_index(OnRing(ring)), None);
+            assert!(own.fixed_index(OnRing(this_ring())).is_some());
+        });
+    }
+
+    #[test]
+    fn there_is_no_current_pool_outside_a_runtime_or_without_fixed_buffers() {
+        let e = FixedBufPool::current().unwrap_err();
+        assert!(e.to_string().contains("no runtime"), "{e}");
+        let mut rt = super::Builder::new().cores(1).pin(false).build().unwrap();
+        let e = rt.block_on(async { FixedBufPool::current().unwrap_err() });
+        assert!(e.to_string().contains("fixed_buffers"), "{e}");
+    }
+}

@@ -1,8 +1,10 @@
 use std::io;
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::ptr;
 
 use io_uring::{opcode, squeue::Entry, types};
 
+use crate::buf::{KernelBox, RingId};
 use crate::driver::{Completable, Multishot};
 use crate::sys::socket::SockAddr;
 
@@ -10,28 +12,45 @@ use crate::sys::socket::SockAddr;
 /// when the CQE comes, the accepted socket is closed (rule 2).
 pub(crate) struct Accept {
     fd: RawFd,
-    addr: Box<SockAddr>,
+    /// The address and its length, both written by the kernel.
+    addr: KernelBox<SockAddr>,
 }
 
 impl Accept {
     pub(crate) fn new(fd: RawFd) -> Accept {
         Accept {
             fd,
-            addr: Box::new(SockAddr::empty()),
+            addr: KernelBox::new(SockAddr::empty()),
         }
     }
 }
 
-impl Completable for Accept {
+// SAFETY: the SQE carries two pointers, both into the op's `KernelBox<SockAddr>`, a
+// heap block that stays allocated and in place until the op is dropped, after the
+// final CQE: the address buffer (`storage`, the whole `sockaddr_storage`) and its
+// length (`len`, which holds the buffer's size on the way in). The kernel writes both.
+// They are raw field pointers from the block's own pointer, with no reference in
+// between, and nothing reads the block before `complete`, which reads it only for a
+// successful CQE. That CQE's fd is a connection the kernel accepted for this op, owned
+// by nobody else, and `complete` wraps it in the one `OwnedFd` that will close it.
+unsafe impl Completable for Accept {
     type Output = io::Result<(OwnedFd, SockAddr)>;
 
     fn fd(&self) -> Option<RawFd> {
         Some(self.fd)
     }
 
-    fn prepare(&mut self) -> Entry {
-        let addr = &mut *self.addr;
-        opcode::Accept::new(types::Fd(self.fd), addr.as_mut_ptr(), &mut addr.len)
+    fn prepare(&mut self, _ring: RingId) -> Entry {
+        let addr = self.addr.as_mut_ptr();
+        // SAFETY: `addr` points to the live SockAddr the KernelBox owns; the fields are
+        // projected without making a reference.
+        let (storage, len) = unsafe {
+            (
+                ptr::addr_of_mut!((*addr).storage).cast::<libc::sockaddr>(),
+                ptr::addr_of_mut!((*addr).len),
+            )
+        };
+        opcode::Accept::new(types::Fd(self.fd), storage, len)
             .flags(libc::SOCK_CLOEXEC)
             .build()
     }
@@ -39,7 +58,7 @@ impl Completable for Accept {
     fn complete(self, result: io::Result<u32>, _flags: u32) -> Self::Output {
         // SAFETY: a successful accept returns a new fd that nobody else owns.
         let fd = unsafe { OwnedFd::from_raw_fd(result? as i32) };
-        Ok((fd, *self.addr))
+        Ok((fd, self.addr.into_inner()))
     }
 }
 
@@ -56,14 +75,17 @@ impl AcceptMulti {
     }
 }
 
-impl Multishot for AcceptMulti {
+// SAFETY: the SQE carries no pointer (no address is asked for: both are null). Each
+// successful CQE carries a connection the kernel accepted for this op, owned by nobody
+// else, which `item` wraps in the one `OwnedFd` that will close it.
+unsafe impl Multishot for AcceptMulti {
     type Item = io::Result<OwnedFd>;
 
     fn fd(&self) -> Option<RawFd> {
         Some(self.fd)
     }
 
-    fn prepare(&mut self) -> Entry {
+    fn prepare(&mut self, _ring: RingId) -> Entry {
         opcode::AcceptMulti::new(types::Fd(self.fd))
             .flags(libc::SOCK_CLOEXEC)
             .build()

@@ -3,6 +3,7 @@ use std::os::fd::{AsRawFd, IntoRawFd, OwnedFd};
 
 use io_uring::{opcode, squeue::Entry, types};
 
+use crate::buf::RingId;
 use crate::driver::Completable;
 
 /// `IORING_OP_CLOSE`. Queued behind any SQE that names the fd, so the fd number is
@@ -19,13 +20,17 @@ impl Close {
     }
 }
 
-impl Completable for Close {
+// SAFETY: the SQE carries no pointer, only the fd, which the op owns (an `OwnedFd`)
+// until the kernel has closed it. `complete` gives up ownership without closing when
+// the kernel ran the close (which released the fd even on error), and keeps it, to be
+// closed by `Drop`, only when the close never ran: the fd is closed exactly once.
+unsafe impl Completable for Close {
     type Output = io::Result<()>;
 
     /// A close whose future is dropped still closes: the fd must not stay open.
     const RUN_IF_DROPPED: bool = true;
 
-    fn prepare(&mut self) -> Entry {
+    fn prepare(&mut self, _ring: RingId) -> Entry {
         let fd = self.fd.as_ref().map_or(-1, |fd| fd.as_raw_fd());
         opcode::Close::new(types::Fd(fd)).build()
     }

@@ -3,6 +3,7 @@ use std::os::fd::RawFd;
 
 use io_uring::{opcode, squeue::Entry, types};
 
+use crate::buf::RingId;
 use crate::driver::Completable;
 
 /// `IORING_OP_FALLOCATE` of `len` bytes at `offset` with a `fallocate(2)` mode.
@@ -25,10 +26,12 @@ impl Fallocate {
     }
 }
 
-impl Completable for Fallocate {
+// SAFETY: the SQE carries no pointer (the fd, an offset, a length and a mode: plain numbers), so there is no memory for the
+// kernel to use after the op is gone.
+unsafe impl Completable for Fallocate {
     type Output = io::Result<()>;
 
-    fn prepare(&mut self) -> Entry {
+    fn prepare(&mut self, _ring: RingId) -> Entry {
         opcode::Fallocate::new(types::Fd(self.fd), self.len)
             .offset(self.offset)
             .mode(self.mode)

@@ -2,6 +2,7 @@ use io_uring::{opcode, squeue::Entry, types};
 use std::io;
 
 use super::FileRef;
+use crate::buf::RingId;
 use crate::driver::Completable;
 
 /// `IORING_OP_FSYNC` of the whole file; `datasync` sets `IORING_FSYNC_DATASYNC`
@@ -21,10 +22,12 @@ impl Fsync {
     }
 }
 
-impl Completable for Fsync {
+// SAFETY: the SQE carries no pointer, only the file (an fd or a registered-file slot)
+// and flags, so there is no memory for the kernel to use after the op is gone.
+unsafe impl Completable for Fsync {
     type Output = io::Result<()>;
 
-    fn prepare(&mut self) -> Entry {
+    fn prepare(&mut self, _ring: RingId) -> Entry {
         let flags = if self.datasync {
             types::FsyncFlags::DATASYNC
         } else {

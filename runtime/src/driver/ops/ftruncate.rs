@@ -3,6 +3,7 @@ use std::os::fd::RawFd;
 
 use io_uring::{opcode, squeue::Entry, types};
 
+use crate::buf::RingId;
 use crate::driver::Completable;
 
 /// `IORING_OP_FTRUNCATE` (Linux 6.9): sets the file's length.
@@ -18,10 +19,12 @@ impl Ftruncate {
     }
 }
 
-impl Completable for Ftruncate {
+// SAFETY: the SQE carries no pointer (the fd and a length: plain numbers), so there is no memory for the
+// kernel to use after the op is gone.
+unsafe impl Completable for Ftruncate {
     type Output = io::Result<()>;
 
-    fn prepare(&mut self) -> Entry {
+    fn prepare(&mut self, _ring: RingId) -> Entry {
         opcode::Ftruncate::new(types::Fd(self.fd), self.len).build()
     }
 

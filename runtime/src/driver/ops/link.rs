@@ -3,6 +3,7 @@ use std::io;
 
 use io_uring::{opcode, squeue::Entry, types};
 
+use crate::buf::RingId;
 use crate::driver::Completable;
 
 /// `IORING_OP_LINKAT` relative to the working directory: a new hard link `to` for the
@@ -19,10 +20,14 @@ impl LinkAt {
     }
 }
 
-impl Completable for LinkAt {
+// SAFETY: the SQE's two pointers are the paths `from` and `to`, NUL-terminated
+// `CString`s the op owns: their bytes are heap blocks that stay put when the op moves
+// and are freed only with the op, after the final CQE; the kernel only reads them, and
+// Rust never writes them.
+unsafe impl Completable for LinkAt {
     type Output = io::Result<()>;
 
-    fn prepare(&mut self) -> Entry {
+    fn prepare(&mut self, _ring: RingId) -> Entry {
         let cwd = types::Fd(libc::AT_FDCWD);
         opcode::LinkAt::new(cwd, self.from.as_ptr(), cwd, self.to.as_ptr()).build()
     }
@@ -46,10 +51,14 @@ impl SymlinkAt {
     }
 }
 
-impl Completable for SymlinkAt {
+// SAFETY: the SQE's two pointers are the strings `target` and `link`, NUL-terminated
+// `CString`s the op owns: their bytes are heap blocks that stay put when the op moves
+// and are freed only with the op, after the final CQE; the kernel only reads them, and
+// Rust never writes them.
+unsafe impl Completable for SymlinkAt {
     type Output = io::Result<()>;
 
-    fn prepare(&mut self) -> Entry {
+    fn prepare(&mut self, _ring: RingId) -> Entry {
         opcode::SymlinkAt::new(
             types::Fd(libc::AT_FDCWD),
             self.target.as_ptr(),

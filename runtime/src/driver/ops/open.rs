@@ -4,6 +4,7 @@ use std::os::fd::{FromRawFd, OwnedFd};
 
 use io_uring::{opcode, squeue::Entry, types};
 
+use crate::buf::RingId;
 use crate::driver::Completable;
 
 /// `IORING_OP_OPENAT` relative to the working directory. The op owns the path (a
@@ -23,10 +24,15 @@ impl OpenAt {
     }
 }
 
-impl Completable for OpenAt {
+// SAFETY: the SQE's one pointer is the path, a NUL-terminated `CString` the op owns:
+// its bytes are a heap block that stays put when the op moves and is freed only with
+// the op, after the final CQE; the kernel only reads it, and Rust never writes it. The
+// fd of a successful CQE is a file the kernel opened for this op, owned by nobody else,
+// and `complete` wraps it in the one `OwnedFd` that will close it.
+unsafe impl Completable for OpenAt {
     type Output = io::Result<OwnedFd>;
 
-    fn prepare(&mut self) -> Entry {
+    fn prepare(&mut self, _ring: RingId) -> Entry {
         opcode::OpenAt::new(types::Fd(libc::AT_FDCWD), self.path.as_ptr())
             .flags(self.flags)
             .mode(self.mode)

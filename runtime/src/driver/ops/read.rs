@@ -3,7 +3,7 @@ use std::io;
 use io_uring::{opcode, squeue::Entry};
 
 use super::FileRef;
-use crate::buf::{BufResult, IoBufMut, Sealed};
+use crate::buf::{BufResult, IoBufMut, OnRing, RingId};
 use crate::driver::Completable;
 
 /// `IORING_OP_READ` into an owned buffer at an offset (`u64::MAX`: the file position);
@@ -25,13 +25,20 @@ impl<B: IoBufMut> Read<B> {
     }
 }
 
-impl<B: IoBufMut> Completable for Read<B> {
+// SAFETY: the SQE's one pointer is the buffer's `stable_mut_ptr`, with a length of
+// at most its `bytes_total`: by `IoBufMut`'s contract, memory writable for that length
+// that stays valid and in place wherever the op moves, and the op owns the buffer
+// until it is dropped, after the final CQE. Nothing reads those bytes before
+// `complete`, which marks as initialised only the `n` the CQE reports written.
+// `READ_FIXED` names a registered buffer only with the index `fixed_index` gave for
+// `ring`, the ring the SQE is for, and the pointer and length lie inside that buffer.
+unsafe impl<B: IoBufMut> Completable for Read<B> {
     type Output = BufResult<usize, B>;
 
-    fn prepare(&mut self) -> Entry {
+    fn prepare(&mut self, ring: RingId) -> Entry {
         let len = u32::try_from(self.buf.bytes_total()).unwrap_or(u32::MAX);
         let fd = self.file.fd();
-        let entry = match self.buf.fixed_index(Sealed(())) {
+        let entry = match self.buf.fixed_index(OnRing(ring)) {
             Some(index) => opcode::ReadFixed::new(fd, self.buf.stable_mut_ptr(), len, index)
                 .offset(self.offset)
                 .build(),

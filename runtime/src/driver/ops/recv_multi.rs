@@ -5,7 +5,7 @@ use std::rc::Rc;
 use io_uring::{cqueue, opcode, squeue::Entry, types};
 
 use crate::buf::ring::{BufRing, GROUP};
-use crate::buf::RecvBuf;
+use crate::buf::{RecvBuf, RingId};
 use crate::driver::Multishot;
 
 /// Multishot `IORING_OP_RECV` over the core's provided-buffer ring (Linux 6.0): each
@@ -35,14 +35,22 @@ pub(crate) enum Received {
     Eof,
 }
 
-impl Multishot for RecvMulti {
+// SAFETY: the SQE carries no pointer: it names the provided-buffer group, whose
+// descriptor ring and buffers the driver registered. Their memory lives as long as any
+// `Rc<BufRing>`: the op holds one until it is dropped, after its final CQE, and the
+// driver unregisters the ring before letting go of its own. The kernel writes only
+// buffers published in the ring; each CQE hands over the one it names, which `item`
+// takes from the ring (`BufRing::take` checks the id and length, and publishes the
+// buffer again only when its `RecvBuf` is dropped), so nothing reads a buffer the
+// kernel may still write.
+unsafe impl Multishot for RecvMulti {
     type Item = io::Result<Received>;
 
     fn fd(&self) -> Option<RawFd> {
         Some(self.fd)
     }
 
-    fn prepare(&mut self) -> Entry {
+    fn prepare(&mut self, _ring: RingId) -> Entry {
         opcode::RecvMulti::new(types::Fd(self.fd), GROUP).build()
     }
 

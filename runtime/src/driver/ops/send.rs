@@ -3,7 +3,7 @@ use std::os::fd::RawFd;
 
 use io_uring::{opcode, squeue::Entry, types};
 
-use crate::buf::{BufResult, IoBuf, IoBufMut, Sealed};
+use crate::buf::{BufResult, IoBuf, IoBufMut, OnRing, RingId};
 use crate::driver::Completable;
 
 /// `IORING_OP_SEND` of an owned buffer's initialised bytes, with `MSG_NOSIGNAL`: a
@@ -24,17 +24,23 @@ impl<B: IoBuf> Send<B> {
     }
 }
 
-impl<B: IoBuf> Completable for Send<B> {
+// SAFETY: the SQE's one pointer is the buffer's `stable_ptr`, with a length of at
+// most its `bytes_init`: by `IoBuf`'s contract, initialised memory of that length that
+// stays valid and in place wherever the op moves, and the op owns the buffer, giving
+// nobody a way to change it, until it is dropped, after the final CQE; the kernel only
+// reads it. `WRITE_FIXED` names a registered buffer only with the index `fixed_index`
+// gave for `ring`, the ring the SQE is for, and the pointer and length lie inside it.
+unsafe impl<B: IoBuf> Completable for Send<B> {
     type Output = BufResult<usize, B>;
 
     fn fd(&self) -> Option<RawFd> {
         Some(self.fd)
     }
 
-    fn prepare(&mut self) -> Entry {
+    fn prepare(&mut self, ring: RingId) -> Entry {
         let len = u32::try_from(self.buf.bytes_init()).unwrap_or(u32::MAX);
         let fd = types::Fd(self.fd);
-        match self.buf.fixed_index(Sealed(())) {
+        match self.buf.fixed_index(OnRing(ring)) {
             Some(index) => opcode::WriteFixed::new(fd, self.buf.stable_ptr(), len, index)
                 .offset(u64::MAX)
                 .build(),
@@ -63,17 +69,24 @@ impl<B: IoBufMut> Recv<B> {
     }
 }
 
-impl<B: IoBufMut> Completable for Recv<B> {
+// SAFETY: the SQE's one pointer is the buffer's `stable_mut_ptr`, with a length of
+// at most its `bytes_total`: by `IoBufMut`'s contract, memory writable for that length
+// that stays valid and in place wherever the op moves, and the op owns the buffer
+// until it is dropped, after the final CQE. Nothing reads those bytes before
+// `complete`, which marks as initialised only the `n` the CQE reports written.
+// `READ_FIXED` names a registered buffer only with the index `fixed_index` gave for
+// `ring`, the ring the SQE is for, and the pointer and length lie inside that buffer.
+unsafe impl<B: IoBufMut> Completable for Recv<B> {
     type Output = BufResult<usize, B>;
 
     fn fd(&self) -> Option<RawFd> {
         Some(self.fd)
     }
 
-    fn prepare(&mut self) -> Entry {
+    fn prepare(&mut self, ring: RingId) -> Entry {
         let len = u32::try_from(self.buf.bytes_total()).unwrap_or(u32::MAX);
         let fd = types::Fd(self.fd);
-        match self.buf.fixed_index(Sealed(())) {
+        match self.buf.fixed_index(OnRing(ring)) {
             Some(index) => opcode::ReadFixed::new(fd, self.buf.stable_mut_ptr(), len, index)
                 .offset(u64::MAX)
                 .build(),

@@ -3,7 +3,7 @@ use std::os::fd::RawFd;
 
 use io_uring::{cqueue, opcode, squeue::Entry, types};
 
-use crate::buf::IoBuf;
+use crate::buf::{IoBuf, RingId};
 use crate::driver::Multishot;
 
 /// `IORING_OP_SEND_ZC` (Linux 6.0): the kernel sends from the buffer itself. It posts
@@ -36,14 +36,21 @@ pub(crate) enum ZcEvent {
     Released,
 }
 
-impl<B: IoBuf> Multishot for SendZc<B> {
+// SAFETY: the SQE's one pointer is the buffer's `stable_ptr`, with a length of at
+// most its `bytes_init`: by `IoBuf`'s contract, initialised memory of that length that
+// stays valid and in place wherever the op moves. The op keeps the buffer until the
+// final CQE, which for a zero-copy send is the notification (`F_NOTIF`, rule 4): the
+// buffer can only be taken (`take_buf`, through `MultiOp::data_mut`) once the op is
+// done, and `item` never touches it. The kernel only reads it. No registered buffer
+// is named (`SEND_ZC` is always the plain opcode), so `ring` is not needed.
+unsafe impl<B: IoBuf> Multishot for SendZc<B> {
     type Item = ZcEvent;
 
     fn fd(&self) -> Option<RawFd> {
         Some(self.fd)
     }
 
-    fn prepare(&mut self) -> Entry {
+    fn prepare(&mut self, _ring: RingId) -> Entry {
         let buf = self.buf.as_ref().expect("a zero-copy send has its buffer");
         let len = u32::try_from(buf.bytes_init()).unwrap_or(u32::MAX);
         opcode::SendZc::new(types::Fd(self.fd), buf.stable_ptr(), len)

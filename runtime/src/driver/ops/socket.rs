@@ -3,6 +3,7 @@ use std::os::fd::{FromRawFd, OwnedFd};
 
 use io_uring::{opcode, squeue::Entry};
 
+use crate::buf::RingId;
 use crate::driver::Completable;
 
 /// `IORING_OP_SOCKET` (Linux 5.19): a close-on-exec socket made by the ring. If its
@@ -19,10 +20,13 @@ impl Socket {
     }
 }
 
-impl Completable for Socket {
+// SAFETY: the SQE carries no pointer (domain, type, protocol: numbers). The fd of a
+// successful CQE is a socket the kernel made for this op, owned by nobody else, and
+// `complete` wraps it in the one `OwnedFd` that will close it.
+unsafe impl Completable for Socket {
     type Output = io::Result<OwnedFd>;
 
-    fn prepare(&mut self) -> Entry {
+    fn prepare(&mut self, _ring: RingId) -> Entry {
         opcode::Socket::new(self.domain, self.ty | libc::SOCK_CLOEXEC, 0).build()
     }
 

@@ -3,6 +3,7 @@ use std::io;
 
 use io_uring::{opcode, squeue::Entry, types};
 
+use crate::buf::RingId;
 use crate::driver::Completable;
 
 /// `IORING_OP_UNLINKAT` relative to the working directory (`AT_REMOVEDIR` in `flags`
@@ -19,10 +20,13 @@ impl UnlinkAt {
     }
 }
 
-impl Completable for UnlinkAt {
+// SAFETY: the SQE's one pointer is the path, a NUL-terminated `CString` the op owns:
+// its bytes are a heap block that stays put when the op moves and is freed only with
+// the op, after the final CQE; the kernel only reads it, and Rust never writes it.
+unsafe impl Completable for UnlinkAt {
     type Output = io::Result<()>;
 
-    fn prepare(&mut self) -> Entry {
+    fn prepare(&mut self, _ring: RingId) -> Entry {
         opcode::UnlinkAt::new(types::Fd(libc::AT_FDCWD), self.path.as_ptr())
             .flags(self.flags)
             .build()

@@ -3,7 +3,7 @@ use std::io;
 use io_uring::{opcode, squeue::Entry};
 
 use super::FileRef;
-use crate::buf::{BufResult, IoBuf, Sealed};
+use crate::buf::{BufResult, IoBuf, OnRing, RingId};
 use crate::driver::Completable;
 
 /// `IORING_OP_WRITE` of an owned buffer's initialised bytes at an offset
@@ -26,13 +26,19 @@ impl<B: IoBuf> Write<B> {
     }
 }
 
-impl<B: IoBuf> Completable for Write<B> {
+// SAFETY: the SQE's one pointer is the buffer's `stable_ptr`, with a length of at
+// most its `bytes_init`: by `IoBuf`'s contract, initialised memory of that length that
+// stays valid and in place wherever the op moves, and the op owns the buffer, giving
+// nobody a way to change it, until it is dropped, after the final CQE; the kernel only
+// reads it. `WRITE_FIXED` names a registered buffer only with the index `fixed_index`
+// gave for `ring`, the ring the SQE is for, and the pointer and length lie inside it.
+unsafe impl<B: IoBuf> Completable for Write<B> {
     type Output = BufResult<usize, B>;
 
-    fn prepare(&mut self) -> Entry {
+    fn prepare(&mut self, ring: RingId) -> Entry {
         let len = u32::try_from(self.buf.bytes_init()).unwrap_or(u32::MAX);
         let fd = self.file.fd();
-        let entry = match self.buf.fixed_index(Sealed(())) {
+        let entry = match self.buf.fixed_index(OnRing(ring)) {
             Some(index) => opcode::WriteFixed::new(fd, self.buf.stable_ptr(), len, index)
                 .offset(self.offset)
                 .build(),

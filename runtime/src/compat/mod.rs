@@ -1,3 +1,12 @@
+//! Poll-based I/O over the runtime's owned-buffer streams: [`Compat`] implements the
+//! `futures-io` and `tokio` `AsyncRead`/`AsyncBufRead`/`AsyncWrite` traits (features
+//! `futures-io`, `tokio`) over a [`TcpStream`](crate::net::TcpStream),
+//! [`UnixStream`](crate::net::UnixStream) or [`File`](crate::fs::File).
+//!
+//! It sits above `net` and `fs` (it names their types) and the driver (it keeps the
+//! driver's ops in flight across polls); users reach it as `runtime::io::Compat`, and
+//! the sealed [`CompatIo`], which says what it can wrap, as `runtime::io::CompatIo`.
+
 use std::fmt;
 use std::future::Future;
 use std::io;
@@ -7,7 +16,32 @@ use std::task::{ready, Context, Poll};
 use crate::buf::{BufResult, IoBuf, Slice};
 use crate::driver::{ops, Op};
 
-use super::CompatIo;
+mod sealed {
+    pub trait Sealed {}
+}
+
+/// A stream [`Compat`] can wrap: the runtime's sockets and files.
+pub trait CompatIo: std::os::fd::AsRawFd + Unpin + sealed::Sealed {
+    /// Whether reads and writes ignore offsets (sockets, `SHUT_WR` on close) rather
+    /// than follow a cursor (files).
+    #[doc(hidden)]
+    const STREAM: bool;
+}
+
+impl sealed::Sealed for crate::net::TcpStream {}
+impl CompatIo for crate::net::TcpStream {
+    const STREAM: bool = true;
+}
+
+impl sealed::Sealed for crate::net::UnixStream {}
+impl CompatIo for crate::net::UnixStream {
+    const STREAM: bool = true;
+}
+
+impl sealed::Sealed for crate::fs::File {}
+impl CompatIo for crate::fs::File {
+    const STREAM: bool = false;
+}
 
 /// Bytes a read asks the kernel for, unless [`Compat::with_capacity`] says otherwise.
 const READ_CAPACITY: usize = 16 * 1024;
