@@ -55,7 +55,7 @@ pub(crate) use shutdown::close;
 pub(crate) use timers::TimerKey;
 
 use op::{Abandoned, AbandonedMulti};
-use slots::{Abandon, AbandonStream, Cqe, Queued, Reaped, Slots, Token};
+use slots::{Abandon, AbandonStream, Cqe, Queued, Slots, Token};
 
 /// `user_data` of the `ASYNC_CANCEL`s the driver queues: their CQEs carry nothing.
 const CANCEL_UD: u64 = u64::MAX;

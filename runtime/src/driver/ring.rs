@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use io_uring::{opcode, squeue, types};
 
 use super::messages::MSG_SENT_LOW;
-use super::{fatal, Cqe, Inner, Reaped, Token, CANCEL_UD, SPECIAL_LOW, WAKE_UD, WITHDRAWN_UD};
+use super::{fatal, Cqe, Inner, Token, CANCEL_UD, SPECIAL_LOW, WAKE_UD, WITHDRAWN_UD};
 use crate::sys::uring::{ENTER_GETEVENTS, ENTER_SQ_WAIT, ENTER_SQ_WAKEUP};
 
 impl Inner {
@@ -188,10 +188,8 @@ impl Inner {
                     bufs.named_by_cqe();
                 }
             }
-            match slots.complete(Token(ud), cqe) {
-                Reaped::Nothing => {}
-                Reaped::Wake(owner) => ready.push(owner),
-                Reaped::Finish(op, cqe) => finished.push((op, cqe)),
+            if let Some(done) = slots.complete(Token(ud), cqe, ready) {
+                finished.push(done);
             }
         }
         counters.cqes.add(cqes);

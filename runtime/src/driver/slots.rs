@@ -214,17 +214,6 @@ impl Table {
     }
 }
 
-/// What reaping one CQE calls for.
-#[must_use]
-pub(crate) enum Reaped {
-    /// Nothing (a stale CQE, or one an abandoned multishot op has taken).
-    Nothing,
-    /// Wake this owner: the op it waits on completed, or its stream has a CQE.
-    Wake(Owner),
-    /// The final CQE of an op whose future is gone: finish it (drop its output).
-    Finish(Box<dyn Abandoned>, Cqe),
-}
-
 /// What a single-shot op's drop calls for.
 #[must_use]
 pub(crate) enum Abandon<T> {
@@ -318,6 +307,7 @@ impl Slots {
         self.insert(queued, State::Ignored(op))
     }
 
+    #[inline]
     fn slot(&mut self, token: Token) -> &mut Slot {
         match self.slots.get_mut(token.index()) {
             Some(slot) if slot.generation == token.generation() => slot,
@@ -373,33 +363,22 @@ impl Slots {
         }
     }
 
-    /// A CQE for `token` was reaped.
+    /// A CQE for `token` was reaped. The owner it makes ready, if any, is pushed onto
+    /// `woken`; an op whose future is gone and whose final CQE this is, is handed back
+    /// to be finished.
     #[inline]
-    pub(crate) fn complete(&mut self, token: Token, cqe: Cqe) -> Reaped {
-        let Some(slot) = self.slots.get_mut(token.index()) else {
-            return Reaped::Nothing;
-        };
+    pub(crate) fn complete(
+        &mut self,
+        token: Token,
+        cqe: Cqe,
+        woken: &mut Vec<Owner>,
+    ) -> Option<(Box<dyn Abandoned>, Cqe)> {
+        let slot = self.slots.get_mut(token.index())?;
         if slot.generation != token.generation() {
-            return Reaped::Nothing;
+            return None;
         }
         let last = !has_more(cqe.flags);
         match &mut slot.state {
-            State::Streaming(stream) => {
-                stream.cqes.push_back(cqe);
-                if last {
-                    self.in_flight -= 1;
-                }
-                match stream.owner.take() {
-                    Some(owner) => Reaped::Wake(owner),
-                    None => Reaped::Nothing,
-                }
-            }
-            // Released at once: an fd or a provided buffer (see the module docs).
-            State::Ignored(op) if !last => {
-                op.more(cqe);
-                Reaped::Nothing
-            }
-            State::Completed(_) | State::Vacant => Reaped::Nothing,
             State::Waiting(_) => {
                 let State::Waiting(owner) =
                     std::mem::replace(&mut slot.state, State::Completed(cqe))
@@ -407,8 +386,25 @@ impl Slots {
                     unreachable!("matched above")
                 };
                 self.in_flight -= 1;
-                Reaped::Wake(owner)
+                woken.push(owner);
+                None
             }
+            State::Streaming(stream) => {
+                stream.cqes.push_back(cqe);
+                if last {
+                    self.in_flight -= 1;
+                }
+                if let Some(owner) = stream.owner.take() {
+                    woken.push(owner);
+                }
+                None
+            }
+            // Released at once: an fd or a provided buffer (see the module docs).
+            State::Ignored(op) if !last => {
+                op.more(cqe);
+                None
+            }
+            State::Completed(_) | State::Vacant => None,
             State::Ignored(_) => {
                 let (_, State::Ignored(op)) = self.slots.remove(token.index()) else {
                     unreachable!("matched above")
@@ -417,7 +413,7 @@ impl Slots {
                 if let Some(fd) = op.fd() {
                     self.forget_orphan(fd);
                 }
-                Reaped::Finish(op, cqe)
+                Some((op, cqe))
             }
         }
     }
@@ -563,6 +559,24 @@ mod tests {
     /// `IORING_CQE_F_MORE`.
     const MORE: u32 = 1 << 1;
 
+    /// What reaping one CQE called for, as one value for the tests to match.
+    enum Reaped {
+        Nothing,
+        Wake(Owner),
+        Finish(Box<dyn Abandoned>, Cqe),
+    }
+
+    fn reap(slots: &mut Slots, token: Token, cqe: Cqe) -> Reaped {
+        let mut woken = Vec::new();
+        let finished = slots.complete(token, cqe, &mut woken);
+        match (finished, woken.pop()) {
+            (Some((op, cqe)), None) => Reaped::Finish(op, cqe),
+            (None, Some(owner)) => Reaped::Wake(owner),
+            (None, None) => Reaped::Nothing,
+            (Some(_), Some(_)) => panic!("an op both finished and woke someone"),
+        }
+    }
+
     /// What the test knows of the resources of every op it made.
     #[derive(Default)]
     struct World {
@@ -674,12 +688,12 @@ mod tests {
         let mut slots = Slots::with_capacity(4);
         let token = slots.submit(at(0), Owner::of(&waker()));
         assert_eq!(slots.in_flight(), 1);
-        assert!(matches!(slots.complete(token, done(5)), Reaped::Wake(_)));
+        assert!(matches!(reap(&mut slots, token, done(5)), Reaped::Wake(_)));
         assert_eq!(slots.in_flight(), 0, "the kernel is done at the CQE");
         let (poll, _) = slots.poll(token, &waker());
         assert_eq!(poll, Poll::Ready(done(5)));
         assert!(
-            matches!(slots.complete(token, done(1)), Reaped::Nothing),
+            matches!(reap(&mut slots, token, done(1)), Reaped::Nothing),
             "the slot is gone"
         );
     }
@@ -701,7 +715,7 @@ mod tests {
             matches!(left, Leftover::None),
             "the same task: an integer compare"
         );
-        match slots.complete(token, done(0)) {
+        match reap(&mut slots, token, done(0)) {
             Reaped::Wake(Owner::Task(id)) => assert_eq!(id, crate::task::TaskId::new(0, 3, 9)),
             _ => panic!("the task is the one to wake"),
         }
@@ -733,7 +747,7 @@ mod tests {
         }
         assert_eq!(slots.in_flight(), 0, "no CQE will come");
         assert!(w.borrow().freed.contains(&1));
-        assert!(matches!(slots.complete(token, done(0)), Reaped::Nothing));
+        assert!(matches!(reap(&mut slots, token, done(0)), Reaped::Nothing));
     }
 
     #[test]
@@ -752,7 +766,7 @@ mod tests {
         assert_eq!(slots.cancellable(true), vec![token]);
         assert_eq!(slots.in_flight(), 1);
         w.borrow_mut().kernel.remove(&1);
-        match slots.complete(token, done(-libc::ECANCELED)) {
+        match reap(&mut slots, token, done(-libc::ECANCELED)) {
             Reaped::Finish(op, cqe) => {
                 assert_eq!(cqe.result, -libc::ECANCELED);
                 op.finish(cqe);
@@ -769,7 +783,7 @@ mod tests {
         let w = world();
         let mut slots = Slots::with_capacity(4);
         let token = slots.submit(at(0), Owner::of(&waker()));
-        let _ = slots.complete(token, done(3));
+        let _ = reap(&mut slots, token, done(3));
         match slots.abandon(token, FakeOp(res(&w, 1)), 1) {
             Abandon::Done(op, cqe) => {
                 assert_eq!(cqe, done(3));
@@ -791,7 +805,7 @@ mod tests {
             _ => panic!("kept"),
         }
         assert_eq!(slots.in_flight(), 1, "it will be submitted");
-        match slots.complete(token, done(0)) {
+        match reap(&mut slots, token, done(0)) {
             Reaped::Finish(op, cqe) => op.finish(cqe),
             _ => panic!("finished"),
         }
@@ -802,13 +816,13 @@ mod tests {
     fn a_stream_queues_its_cqes_and_ends_with_the_last() {
         let mut slots = Slots::with_capacity(4);
         let token = slots.submit_stream(at(0), Owner::of(&waker()));
-        assert!(matches!(slots.complete(token, more(1)), Reaped::Wake(_)));
+        assert!(matches!(reap(&mut slots, token, more(1)), Reaped::Wake(_)));
         assert!(
-            matches!(slots.complete(token, more(2)), Reaped::Nothing),
+            matches!(reap(&mut slots, token, more(2)), Reaped::Nothing),
             "not re-armed"
         );
         assert_eq!(slots.in_flight(), 1);
-        assert!(matches!(slots.complete(token, done(0)), Reaped::Nothing));
+        assert!(matches!(reap(&mut slots, token, done(0)), Reaped::Nothing));
         assert_eq!(slots.in_flight(), 0, "the last CQE came");
         assert_eq!(slots.poll_stream(token, &waker()).0, Poll::Ready(more(1)));
         assert_eq!(slots.poll_stream(token, &waker()).0, Poll::Ready(more(2)));
@@ -826,7 +840,7 @@ mod tests {
         let mut slots = Slots::with_capacity(4);
         let token = slots.submit_stream(at(0), Owner::of(&waker()));
         w.borrow_mut().kernel.insert(1);
-        let _ = slots.complete(token, more(1));
+        let _ = reap(&mut slots, token, more(1));
         let AbandonStream::InFlight(queued) = slots.abandon_stream(token, 1) else {
             panic!("in flight")
         };
@@ -836,14 +850,14 @@ mod tests {
             op.more(cqe);
         }
         let _ = slots.orphan_stream(token, op);
-        assert!(matches!(slots.complete(token, more(2)), Reaped::Nothing));
+        assert!(matches!(reap(&mut slots, token, more(2)), Reaped::Nothing));
         assert_eq!(
             w.borrow().more[&1],
             2,
             "each CQE with F_MORE went to the op"
         );
         w.borrow_mut().kernel.remove(&1);
-        match slots.complete(token, done(0)) {
+        match reap(&mut slots, token, done(0)) {
             Reaped::Finish(op, cqe) => op.finish(cqe),
             _ => panic!("finished with the last CQE"),
         }
@@ -861,8 +875,8 @@ mod tests {
         ));
         assert_eq!(slots.in_flight(), 0);
         let token = slots.submit_stream(at(5), Owner::of(&waker()));
-        let _ = slots.complete(token, more(1));
-        let _ = slots.complete(token, done(0));
+        let _ = reap(&mut slots, token, more(1));
+        let _ = reap(&mut slots, token, done(0));
         match slots.abandon_stream(token, 6) {
             AbandonStream::Ended(stream) => assert_eq!((*stream).into_cqes().len(), 2),
             _ => panic!("ended"),
@@ -874,12 +888,12 @@ mod tests {
     fn a_stale_cqe_matches_nothing() {
         let mut slots = Slots::with_capacity(4);
         let old = slots.submit(at(0), Owner::of(&waker()));
-        let _ = slots.complete(old, done(0));
+        let _ = reap(&mut slots, old, done(0));
         let _ = slots.poll(old, &waker());
         // The same index, a new generation.
         let new = slots.submit(at(0), Owner::of(&waker()));
         assert_eq!(new.index(), old.index());
-        assert!(matches!(slots.complete(old, done(9)), Reaped::Nothing));
+        assert!(matches!(reap(&mut slots, old, done(9)), Reaped::Nothing));
         assert_eq!(slots.in_flight(), 1, "the new op is untouched");
     }
 
@@ -1012,7 +1026,7 @@ mod tests {
                 self.world.borrow_mut().kernel.remove(&id);
                 done(0)
             };
-            let reaped = self.slots.complete(token, cqe);
+            let reaped = reap(&mut self.slots, token, cqe);
             self.handle(reaped);
         }
 

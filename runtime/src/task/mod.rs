@@ -112,6 +112,21 @@ struct Entry {
     task: TaskRef,
 }
 
+impl State {
+    /// Queues the live task `id` unless it is queued already.
+    #[inline]
+    fn schedule(&mut self, id: TaskId) {
+        let task = match self.table.get(id.index() as usize) {
+            Some(entry) if entry.generation == id.generation() && !entry.task.scheduled.get() => {
+                entry.task.scheduled.set(true);
+                entry.task.clone()
+            }
+            _ => return,
+        };
+        push_ready(&mut self.queue, id, task);
+    }
+}
+
 /// A spawned task as the table and the run queue hold it: whether it is on the run
 /// queue (so a wake needs one table look-up and no second one when it is taken), and
 /// the task.
@@ -238,23 +253,37 @@ impl Tasks {
             self.main_woken.set(true);
             return;
         }
-        let mut state = self.state.borrow_mut();
-        let task = match state.table.get(id.index() as usize) {
-            Some(entry) if entry.generation == id.generation() && !entry.task.scheduled.get() => {
-                entry.task.scheduled.set(true);
-                entry.task.clone()
-            }
-            _ => return,
-        };
-        push_ready(&mut state.queue, id, task);
+        self.state.borrow_mut().schedule(id);
     }
 
     /// Wakes every owner in `owners` (emptying it): this core's tasks straight onto the
-    /// run queue, anything else by its own path.
+    /// run queue, under one borrow of the table, and anything else by its own path
+    /// once that borrow has ended (a foreign waker may run any code).
     pub(crate) fn wake_all(&self, owners: &mut Vec<Owner>) {
+        let mut foreign = false;
+        {
+            let mut state = self.state.borrow_mut();
+            for owner in owners.iter() {
+                match owner {
+                    Owner::Task(id) if id.core() == self.core => {
+                        if id.index() == MAIN_INDEX {
+                            self.main_woken.set(true);
+                        } else {
+                            state.schedule(*id);
+                        }
+                    }
+                    _ => foreign = true,
+                }
+            }
+        }
+        if !foreign {
+            // Task ids own nothing: clearing drops no waker.
+            owners.clear();
+            return;
+        }
         for owner in owners.drain(..) {
             match owner {
-                Owner::Task(id) if id.core() == self.core => self.schedule(id),
+                Owner::Task(id) if id.core() == self.core => {}
                 other => other.wake(),
             }
         }
