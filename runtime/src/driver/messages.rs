@@ -43,4 +43,10 @@ impl Driver {
     pub(crate) fn take_failed_msgs(&self) -> Vec<u16> {
         std::mem::take(&mut self.inner.borrow_mut().msg_failed)
     }
+
+    /// Whether some `MSG_RING` failed since the last [`take_failed_msgs`](Self::take_failed_msgs).
+    #[inline]
+    pub(crate) fn has_failed_msgs(&self) -> bool {
+        !self.inner.borrow().msg_failed.is_empty()
+    }
 }

@@ -431,10 +431,10 @@ impl Driver {
             if !inner.timers.is_empty() {
                 inner.fire_timers(Instant::now());
             }
-            if inner.ready.is_empty() && inner.finished.is_empty() {
+            woken.append(&mut inner.ready);
+            if inner.finished.is_empty() {
                 return;
             }
-            woken.append(&mut inner.ready);
             std::mem::take(&mut inner.finished)
         };
         for (op, cqe) in finished {

@@ -118,7 +118,15 @@ pub(crate) fn wake_remote(id: TaskId) {
 }
 
 /// Wakes cores whose `MSG_RING` from this core failed, through their eventfds.
+#[inline]
 pub(crate) fn resend(core: &Core) {
+    if core.driver.has_failed_msgs() {
+        resend_failed(core);
+    }
+}
+
+#[cold]
+fn resend_failed(core: &Core) {
     for target in core.driver.take_failed_msgs() {
         if inbox::with(target, Inbox::signal).is_some() {
             core.counters.eventfd_wakes.add(1);

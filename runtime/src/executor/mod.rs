@@ -191,6 +191,7 @@ impl Executor {
     /// With `spin_before_park`, looks for work for a while before the ring is allowed
     /// to park the thread; `true` if some came. Queued SQEs (wake-ups of other cores
     /// among them) are submitted first, so nobody waits for this core's spin.
+    #[inline]
     fn spin_for_work(&self) -> bool {
         let Some(limit) = self.spin else {
             return false;
@@ -223,7 +224,7 @@ impl Executor {
             return;
         }
         let _polls = crate::coop::polls();
-        for ready in batch.drain(..) {
+        for ready in batch.iter() {
             ready.task.unschedule();
             let waker = ready.id.waker();
             let mut cx = Context::from_waker(&waker);
@@ -232,14 +233,20 @@ impl Executor {
                 tasks.remove(ready.id);
             }
         }
+        batch.clear();
     }
 
+    #[inline]
     fn take_remote(&self) {
+        if self.core.inbox().has_messages() {
+            self.take_messages();
+        }
+    }
+
+    /// Takes what other threads left in the inbox: wakes onto the run queue, jobs run.
+    fn take_messages(&self) {
         let core = &*self.core;
         let inbox = core.inbox();
-        if !inbox.has_messages() {
-            return;
-        }
         let mut wakes = self.wakes.borrow_mut();
         let mut jobs = self.jobs.borrow_mut();
         inbox.take(&mut wakes, &mut jobs);
