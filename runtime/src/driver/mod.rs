@@ -290,7 +290,7 @@ impl Driver {
         if inner.closed {
             return Err(shutting_down());
         }
-        let token = inner.slots.submit(inner.queued(), Owner::of(waker));
+        let token = inner.slots.submit(inner.queued(), waker);
         entry.set_user_data(token.0);
         inner.pending.push(entry);
         inner.counters.ops_submitted.add(1);

@@ -53,7 +53,7 @@ use std::os::fd::RawFd;
 use std::task::{Poll, Waker};
 
 use super::op::{has_more, Abandoned, Completable};
-use crate::task::Owner;
+use crate::task::{Owner, TaskId};
 
 /// `user_data` of an op: slab index (low 32 bits) and generation (high 32 bits).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,7 +109,8 @@ pub(crate) struct Stream {
 enum State {
     /// A free slot (its `next_free` links the free list).
     Vacant,
-    Waiting(Owner),
+    /// The owner is in the slot's `task` and `waker` fields (see [`Slot`]).
+    Waiting,
     Completed(Cqe),
     Streaming(Box<Stream>),
     Ignored(Box<dyn Abandoned>),
@@ -133,6 +134,45 @@ struct Slot {
     next_free: u32,
     queued: Queued,
     state: State,
+    /// While `Waiting`: the owner, a foreign waker if `waker` holds one, else this task.
+    /// Two plain fields rather than an `Owner` inside the state, so that recording a
+    /// task is two scalar stores (a state value that could hold either kind of owner
+    /// is built on the stack and copied in with wide loads that stall on store
+    /// forwarding, on every op).
+    task: TaskId,
+    waker: Option<Waker>,
+}
+
+impl Slot {
+    /// Records the owner of a poll with `waker`.
+    #[inline(always)]
+    fn set_owner(&mut self, waker: &Waker) {
+        match TaskId::of_waker(waker) {
+            Some(id) => {
+                self.task = id;
+                debug_assert!(self.waker.is_none());
+            }
+            None => self.waker = Some(waker.clone()),
+        }
+    }
+
+    /// Whether waking `waker` wakes the recorded owner.
+    #[inline]
+    fn owner_will_wake(&self, waker: &Waker) -> bool {
+        match &self.waker {
+            Some(w) => w.will_wake(waker),
+            None => TaskId::of_waker(waker) == Some(self.task),
+        }
+    }
+
+    /// Takes the recorded owner out (leaving no waker behind).
+    #[inline]
+    fn take_owner(&mut self) -> Owner {
+        match self.waker.take() {
+            Some(w) => Owner::Waker(w),
+            None => Owner::Task(self.task),
+        }
+    }
 }
 
 /// No next free slot.
@@ -156,8 +196,10 @@ impl Table {
         }
     }
 
+    /// A free slot (a new one if none is free), with `generation` and `queued` set and
+    /// its state still `Vacant`, for the caller to fill.
     #[inline(always)]
-    fn insert(&mut self, generation: u32, queued: Queued, state: State) -> usize {
+    fn insert(&mut self, generation: u32, queued: Queued) -> (usize, &mut Slot) {
         self.len += 1;
         let index = self.free;
         if index == NO_FREE {
@@ -166,19 +208,17 @@ impl Table {
                 generation,
                 next_free: NO_FREE,
                 queued,
-                state,
+                state: State::Vacant,
+                task: TaskId::main(0),
+                waker: None,
             });
-            return index;
+            return (index, &mut self.slots[index]);
         }
         let slot = &mut self.slots[index as usize];
         self.free = slot.next_free;
         slot.generation = generation;
         slot.queued = queued;
-        let vacant = std::mem::replace(&mut slot.state, state);
-        debug_assert!(matches!(vacant, State::Vacant));
-        // A vacant state owns nothing: no drop to run.
-        std::mem::forget(vacant);
-        index as usize
+        (index as usize, slot)
     }
 
     /// The live slot at `index`, if any.
@@ -272,22 +312,26 @@ impl Slots {
         self.in_flight
     }
 
+    /// Takes a slot for a new op: its token, and the slot for the caller to fill.
     #[inline(always)]
-    fn insert(&mut self, queued: Queued, state: State) -> Token {
+    fn insert(&mut self, queued: Queued) -> (Token, &mut Slot) {
         self.generation = self.generation.wrapping_add(1);
         let generation = self.generation;
-        let index = self.slots.insert(generation, queued, state);
+        let (index, slot) = self.slots.insert(generation, queued);
         // A slot index never reaches the low halves the driver keeps for its own CQEs
         // (that would take four billion ops in flight).
         debug_assert!(index < (u32::MAX - 8) as usize);
         self.in_flight += 1;
-        Token::new(index, generation)
+        (Token::new(index, generation), slot)
     }
 
-    /// A new op whose future waits for its CQE.
+    /// A new op whose future, polled with `waker`, waits for its CQE.
     #[inline(always)]
-    pub(crate) fn submit(&mut self, queued: Queued, owner: Owner) -> Token {
-        self.insert(queued, State::Waiting(owner))
+    pub(crate) fn submit(&mut self, queued: Queued, waker: &Waker) -> Token {
+        let (token, slot) = self.insert(queued);
+        slot.set_owner(waker);
+        slot.state = State::Waiting;
+        token
     }
 
     /// A new multishot op whose stream takes its CQEs.
@@ -296,7 +340,9 @@ impl Slots {
             owner: Some(owner),
             cqes: VecDeque::new(),
         });
-        self.insert(queued, State::Streaming(stream))
+        let (token, slot) = self.insert(queued);
+        slot.state = State::Streaming(stream);
+        token
     }
 
     /// A new op nobody awaits: the slot owns it from the start.
@@ -304,7 +350,9 @@ impl Slots {
         if let Some(fd) = op.fd() {
             *self.orphans.entry(fd).or_insert(0) += 1;
         }
-        self.insert(queued, State::Ignored(op))
+        let (token, slot) = self.insert(queued);
+        slot.state = State::Ignored(op);
+        token
     }
 
     #[inline]
@@ -321,15 +369,15 @@ impl Slots {
     #[inline]
     pub(crate) fn poll(&mut self, token: Token, waker: &Waker) -> (Poll<Cqe>, Leftover) {
         let slot = self.slot(token);
-        match &mut slot.state {
+        match slot.state {
             State::Completed(cqe) => {
-                let cqe = *cqe;
                 let _ = self.slots.remove(token.index());
                 (Poll::Ready(cqe), Leftover::None)
             }
-            State::Waiting(owner) if owner.will_wake(waker) => (Poll::Pending, Leftover::None),
-            State::Waiting(owner) => {
-                let old = std::mem::replace(owner, Owner::of(waker));
+            State::Waiting if slot.owner_will_wake(waker) => (Poll::Pending, Leftover::None),
+            State::Waiting => {
+                let old = slot.take_owner();
+                slot.set_owner(waker);
                 (Poll::Pending, Leftover::Owner(old))
             }
             State::Streaming(_) | State::Ignored(_) | State::Vacant => {
@@ -379,14 +427,10 @@ impl Slots {
         }
         let last = !has_more(cqe.flags);
         match &mut slot.state {
-            State::Waiting(_) => {
-                let State::Waiting(owner) =
-                    std::mem::replace(&mut slot.state, State::Completed(cqe))
-                else {
-                    unreachable!("matched above")
-                };
+            State::Waiting => {
+                slot.state = State::Completed(cqe);
                 self.in_flight -= 1;
-                woken.push(owner);
+                woken.push(slot.take_owner());
                 None
             }
             State::Streaming(stream) => {
@@ -431,19 +475,15 @@ impl Slots {
             return Abandon::Done(op, cqe);
         }
         let unsubmitted = slot.queued.epoch == epoch;
+        debug_assert!(matches!(slot.state, State::Waiting));
+        let owner = slot.take_owner();
         if unsubmitted && !T::RUN_IF_DROPPED {
-            let (queued, State::Waiting(owner)) = self.slots.remove(token.index()) else {
-                unreachable!("a live single-shot op's slot is waiting or completed")
-            };
+            let (queued, _) = self.slots.remove(token.index());
             self.in_flight -= 1;
             return Abandon::Withdrawn(op, owner, queued);
         }
         let fd = op.fd();
-        let State::Waiting(owner) =
-            std::mem::replace(&mut slot.state, State::Ignored(Box::new(op)))
-        else {
-            unreachable!("a live single-shot op's slot is waiting or completed")
-        };
+        slot.state = State::Ignored(Box::new(op));
         if let Some(fd) = fd {
             *self.orphans.entry(fd).or_insert(0) += 1;
         }
@@ -511,7 +551,7 @@ impl Slots {
         self.tokens(|state| match state {
             State::Completed(_) | State::Vacant => false,
             State::Streaming(stream) => stream.cqes.back().is_none_or(|cqe| has_more(cqe.flags)),
-            State::Waiting(_) => true,
+            State::Waiting => true,
             State::Ignored(_) => ignored,
         })
     }
@@ -686,7 +726,7 @@ mod tests {
     #[test]
     fn a_cqe_before_the_poll_is_kept_for_it() {
         let mut slots = Slots::with_capacity(4);
-        let token = slots.submit(at(0), Owner::of(&waker()));
+        let token = slots.submit(at(0), &waker());
         assert_eq!(slots.in_flight(), 1);
         assert!(matches!(reap(&mut slots, token, done(5)), Reaped::Wake(_)));
         assert_eq!(slots.in_flight(), 0, "the kernel is done at the CQE");
@@ -701,7 +741,7 @@ mod tests {
     #[test]
     fn a_poll_records_its_owner_and_hands_back_the_one_it_replaces() {
         let mut slots = Slots::with_capacity(4);
-        let token = slots.submit(at(0), Owner::of(&waker()));
+        let token = slots.submit(at(0), &waker());
         // The same waker again: nothing replaced.
         let (poll, left) = slots.poll(token, &waker());
         assert!(poll.is_pending());
@@ -730,7 +770,7 @@ mod tests {
                 epoch: 3,
                 index: 11,
             },
-            Owner::of(&waker()),
+            &waker(),
         );
         match slots.abandon(token, FakeOp(res(&w, 1)), 3) {
             Abandon::Withdrawn(op, _, queued) => {
@@ -754,7 +794,7 @@ mod tests {
     fn an_op_dropped_in_flight_is_kept_until_its_cqe_and_cancelled() {
         let w = world();
         let mut slots = Slots::with_capacity(4);
-        let token = slots.submit(at(0), Owner::of(&waker()));
+        let token = slots.submit(at(0), &waker());
         w.borrow_mut().kernel.insert(1);
         match slots.abandon(token, FakeOp(res(&w, 1)), 1) {
             Abandon::Orphaned { cancel, .. } => assert!(cancel),
@@ -782,7 +822,7 @@ mod tests {
     fn an_op_dropped_after_its_cqe_is_done() {
         let w = world();
         let mut slots = Slots::with_capacity(4);
-        let token = slots.submit(at(0), Owner::of(&waker()));
+        let token = slots.submit(at(0), &waker());
         let _ = reap(&mut slots, token, done(3));
         match slots.abandon(token, FakeOp(res(&w, 1)), 1) {
             Abandon::Done(op, cqe) => {
@@ -799,7 +839,7 @@ mod tests {
     fn a_close_dropped_before_submission_still_runs() {
         let w = world();
         let mut slots = Slots::with_capacity(4);
-        let token = slots.submit(at(0), Owner::of(&waker()));
+        let token = slots.submit(at(0), &waker());
         match slots.abandon(token, FakeClose(res(&w, 1)), 0) {
             Abandon::Orphaned { cancel, .. } => assert!(!cancel, "nothing to cancel yet"),
             _ => panic!("kept"),
@@ -887,11 +927,11 @@ mod tests {
     #[test]
     fn a_stale_cqe_matches_nothing() {
         let mut slots = Slots::with_capacity(4);
-        let old = slots.submit(at(0), Owner::of(&waker()));
+        let old = slots.submit(at(0), &waker());
         let _ = reap(&mut slots, old, done(0));
         let _ = slots.poll(old, &waker());
         // The same index, a new generation.
-        let new = slots.submit(at(0), Owner::of(&waker()));
+        let new = slots.submit(at(0), &waker());
         assert_eq!(new.index(), old.index());
         assert!(matches!(reap(&mut slots, old, done(9)), Reaped::Nothing));
         assert_eq!(slots.in_flight(), 1, "the new op is untouched");
@@ -945,7 +985,7 @@ mod tests {
             let queued = self.queued();
             let (token, future, stream) = match kind {
                 0 => {
-                    let token = self.slots.submit(queued, Owner::of(&waker()));
+                    let token = self.slots.submit(queued, &waker());
                     (
                         token,
                         Future::Single(token, Some(FakeOp(res(&self.world, id)))),
@@ -953,7 +993,7 @@ mod tests {
                     )
                 }
                 1 => {
-                    let token = self.slots.submit(queued, Owner::of(&waker()));
+                    let token = self.slots.submit(queued, &waker());
                     (
                         token,
                         Future::Close(token, Some(FakeClose(res(&self.world, id)))),
