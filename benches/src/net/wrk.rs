@@ -38,14 +38,6 @@ impl WrkReport {
     }
 }
 
-/// Where `wrk` is on `PATH`, if it is.
-pub fn find() -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|dir| dir.join("wrk"))
-        .find(|candidate| candidate.is_file())
-}
-
 /// The arguments of `wrk` for a run of `seconds` against `url`.
 pub fn command_line(connections: usize, seconds: u64, url: &str) -> Vec<String> {
     vec![
