@@ -29,16 +29,26 @@ pub fn main(tool: Tool) -> ExitCode {
         Ok(Some(options)) => options,
         Ok(None) => {
             if tool != Tool::Benches {
+                let groups: Vec<&str> = Options::defaults(tool)
+                    .selection
+                    .groups()
+                    .iter()
+                    .map(|g| g.name())
+                    .collect();
                 println!(
-                    "`{}` runs these groups of `benches` by default and for `all`\n",
-                    tool.name()
+                    "`{}` is `benches` with {} as its groups by default and for `all`\n",
+                    tool.name(),
+                    groups.join(", ")
                 );
             }
             println!("{USAGE}");
             return ExitCode::SUCCESS;
         }
         Err(message) => {
-            eprintln!("{}: {message}\n\n{USAGE}", tool.name());
+            eprintln!(
+                "{}: {message} (--help lists the groups and options)",
+                tool.name()
+            );
             return ExitCode::from(2);
         }
     };
@@ -133,6 +143,8 @@ fn run(tool: Tool, options: &Options) -> ExitCode {
             eprintln!("benches: cannot write the report {}: {err}", path.display());
         }
     }
+    // Empty unless a group's process left its part behind.
+    let _ = std::fs::remove_dir(tools::target_dir().join("bench-parts"));
     report.print_summary();
     match report.save(&path) {
         Ok(json) => println!("report: {} (and {})", path.display(), json.display()),

@@ -62,7 +62,6 @@ pub fn run_group(options: &Options, report: &mut GroupReport) {
         Timing::FULL
     };
     let rounds = options.rounds_or(ROUNDS);
-    report.about(format!("kernel: {}", crate::machine::kernel_release()));
     match data::ensure(&path) {
         Ok(line) => report.about(line),
         Err(err) => {

@@ -105,7 +105,7 @@ pub fn section(workload: Workload, about: &[String], results: &[Results]) -> Sec
             let label = format!("{} / {}", ours.contender.name, other.contender.name);
             let mut verdict_cell = String::new();
             if let Some(target) = target(workload, ours.contender.name, other.contender.name) {
-                verdict_cell = format!("{rate_head} {}", target.cell(r.median));
+                verdict_cell = target.cell_for(rate_head, r.median);
                 section.verdicts.push(Verdict {
                     what: format!("{}: {label}, {rate_head}", workload.title()),
                     value: r.median,

@@ -302,8 +302,14 @@ impl Target {
 
     /// The verdict on `value`, for a table's last column: `target >= 0.80x: met`.
     pub fn cell(self, value: f64) -> String {
+        self.cell_for("target", value)
+    }
+
+    /// The verdict on `value` of the figure called `figure`:
+    /// `CPU per msg <= 1.10x: met`.
+    pub fn cell_for(self, figure: &str, value: f64) -> String {
         let word = if self.met_by(value) { "met" } else { "MISSED" };
-        format!("target {}: {word}", self.describe())
+        format!("{figure} {}: {word}", self.describe())
     }
 }
 

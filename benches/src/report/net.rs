@@ -142,7 +142,7 @@ pub fn section(workload: Workload, about: &[String], results: &[Results]) -> Sec
                 };
                 let figure = net_target.figure(unit);
                 let target = net_target.target();
-                verdict_cell = format!("{figure} {}", target.cell(value));
+                verdict_cell = target.cell_for(&figure, value);
                 section.verdicts.push(Verdict {
                     what: format!("{}: {label}, {figure}", workload.title()),
                     value,
