@@ -143,8 +143,6 @@ fn run(tool: Tool, options: &Options) -> ExitCode {
             eprintln!("benches: cannot write the report {}: {err}", path.display());
         }
     }
-    // Empty unless a group's process left its part behind.
-    let _ = std::fs::remove_dir(tools::target_dir().join("bench-parts"));
     report.print_summary();
     match report.save(&path) {
         Ok(json) => println!("report: {} (and {})", path.display(), json.display()),
@@ -175,16 +173,16 @@ fn run_group(group: Group, options: &Options) -> GroupReport {
 
 /// Runs `group` in a process of its own and reads back its report.
 fn run_in_child(group: Group, options: &Options) -> GroupReport {
-    let dir = tools::target_dir().join("bench-parts");
-    let part = dir.join(format!("{}-{}.json", group.name(), std::process::id()));
+    let part = std::env::temp_dir().join(format!(
+        "benches-{}-{}.json",
+        std::process::id(),
+        group.name()
+    ));
     let failed = |why: String| {
         let mut report = GroupReport::start(group.name());
         report.fail(why);
         report.end()
     };
-    if let Err(err) = std::fs::create_dir_all(&dir) {
-        return failed(format!("cannot make {}: {err}", dir.display()));
-    }
     let _ = std::fs::remove_file(&part);
     // The binary this process runs, even if a build has replaced the file since.
     let status = Command::new("/proc/self/exe")

@@ -225,7 +225,7 @@ pub fn run_group(options: &Options, report: &mut GroupReport) {
     } else {
         Err("not asked for".to_string())
     };
-    let wants_hello = wants_http
+    let wants_hello = wrk.is_ok()
         && contenders(Protocol::Http)
             .iter()
             .any(|c| c.is_hello_example() && options.runs(c.name));
