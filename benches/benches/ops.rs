@@ -3,7 +3,7 @@
 //! task, and of one `yield_now`. `cargo bench -p benches --bench ops`.
 //!
 //! The benchmark thread is pinned to CPU 1 when the machine has one, as in
-//! `compare`, so that figures from both line up.
+//! the `nop` and `spawn` groups of `benches`, so that figures from both line up.
 
 use std::future::{poll_fn, Future};
 use std::hint::black_box;
@@ -16,7 +16,7 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
 const BATCH: usize = 64;
 
-/// The CPU `compare` pins to by default.
+/// The CPU the `nop` and `spawn` groups pin to by default.
 const CPU: usize = 1;
 
 fn runtime() -> runtime::Runtime {

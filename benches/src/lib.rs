@@ -1,36 +1,47 @@
-//! Side-by-side benchmarks of `runtime` against a hand-written io_uring loop,
-//! tokio-uring, tokio and glommio.
+//! Side-by-side benchmarks of `runtime` against a hand-written io_uring loop
+//! and its peers (tokio, tokio-uring, glommio, monoio, fio, std), behind one
+//! command: `cargo run -p benches --release -- [GROUP]... [OPTION]...`
+//! (`src/main.rs`; [`options`] is its command line, [`command`] runs it).
 //!
-//! Every contender of a workload runs in the same process, on a fresh thread
-//! pinned to one CPU, interleaved over several rounds, so that the ratios
-//! between them hold even when the absolute figures drift with the machine.
-//! `src/bin/compare.rs` drives them. The contenders are `raw`, `ours`,
-//! `uring_peer` (tokio-uring) and `tokio_local` (tokio); `measure`, `latency`,
-//! `report` and `args` are the harness.
+//! The groups:
 //!
-//! The cross-core workloads (`cross`) put one endpoint on CPU 0 and the other
-//! on CPU 1; their contenders place the endpoints themselves: `ours_cross`
-//! (`runtime` on two cores), `tokio_multi` (tokio's multi-threaded runtime),
-//! `tokio_pair` (two current-thread tokio runtimes) and `glommio_peer`
-//! (glommio).
+//! - `nop` and `spawn` ([`compare`]): every contender of a workload in this
+//!   process, on a fresh thread pinned to one CPU, interleaved over several
+//!   rounds, so that the ratios between them hold even when the absolute figures
+//!   drift with the machine. The contenders are [`raw`], [`ours`], [`uring_peer`]
+//!   (tokio-uring) and [`tokio_local`] (tokio); [`measure`] and [`latency`] are
+//!   the harness.
+//! - `cross` ([`compare`], [`cross`]): one endpoint on CPU 0 and the other on
+//!   CPU 1; the contenders place the endpoints themselves: [`ours_cross`]
+//!   (`runtime` on two cores), [`tokio_multi`] (tokio's multi-threaded runtime),
+//!   [`tokio_pair`] (two current-thread tokio runtimes) and [`glommio_peer`].
+//! - `net` ([`net`]): echo and HTTP servers of every contender, each in a
+//!   process of its own on one CPU, loaded from another, compared by the server
+//!   CPU time they take.
+//! - `fs` ([`fs`]): random `O_DIRECT` and buffered sequential file reads.
+//! - `close` ([`close`]): what closing a socket and dropping a runtime cost as
+//!   the operations in flight on the core grow.
+//! - `instructions` ([`instructions`]): user-space instructions per nop, counted
+//!   by callgrind.
 //!
-//! `net` holds the network benchmarks of `src/bin/netbench.rs`: echo and HTTP
-//! servers of every contender, each in a process of its own on one CPU,
-//! loaded from another, compared by the server CPU time they take.
-//!
-//! `close` holds `src/bin/closebench.rs`: what closing a socket and dropping a
-//! runtime cost as the operations in flight on the core grow.
+//! [`report`] turns what they measured into tables, ratios and verdicts on the
+//! targets, printed as they come and written as one Markdown report; [`machine`]
+//! describes the machine and [`tools`] finds or installs wrk, fio and valgrind.
 
 use std::io;
 
-pub mod args;
 pub mod close;
+pub mod command;
+pub mod compare;
 pub mod cross;
 pub mod fs;
 pub mod glommio_peer;
+pub mod instructions;
 pub mod latency;
+pub mod machine;
 pub mod measure;
 pub mod net;
+pub mod options;
 pub mod ours;
 pub mod ours_cross;
 pub mod raw;
@@ -38,6 +49,7 @@ pub mod report;
 pub mod tokio_local;
 pub mod tokio_multi;
 pub mod tokio_pair;
+pub mod tools;
 pub mod uring_peer;
 
 /// Ops kept in flight by the deep-queue workloads.

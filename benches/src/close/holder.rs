@@ -1,5 +1,5 @@
 //! The silent far ends of the pending connections, held by a child process (this
-//! binary, run as `closebench hold ADDR COUNT`) so that this process's fd limit
+//! binary, run as `benches hold ADDR COUNT`) so that this process's fd limit
 //! goes to the runtime's ends: with both ends here, 16,000 connections would
 //! need more fds than the hard limit of a small machine allows.
 //!
@@ -18,7 +18,7 @@ use std::time::Instant;
 use super::{raise_fd_limit, PATIENCE, PEER_CPU};
 use crate::net::process::set_affinity;
 
-/// The first argument that makes `closebench` the child.
+/// The first argument that makes `benches` the child.
 pub const HOLD: &str = "hold";
 
 /// What the child prints once every connection is made.
@@ -170,7 +170,7 @@ pub fn hold(args: &[String]) -> io::Result<()> {
     let [addr, count] = args else {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
-            "usage: closebench hold ADDR COUNT",
+            "usage: benches hold ADDR COUNT",
         ));
     };
     let addr: SocketAddr = addr

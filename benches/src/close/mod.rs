@@ -1,5 +1,5 @@
-//! `closebench`: what closing a socket, and dropping a runtime, cost while other
-//! operations are in flight on the same core.
+//! The close group: what closing a socket, and dropping a runtime, cost while
+//! other operations are in flight on the same core. [`run_group`] drives it.
 //!
 //! Every workload keeps N other reads pending on the core: N loopback TCP
 //! connections whose runtime end has one `read` in flight that never completes,
@@ -23,11 +23,159 @@ use std::time::{Duration, Instant};
 
 use runtime::channel::mpsc::UnboundedSender;
 
+use crate::options::Options;
+use crate::report::GroupReport;
+use burst::{burst_round, BASELINE};
+use closing::close_round;
+
 pub mod burst;
 pub mod closing;
 pub mod holder;
-pub mod options;
-pub mod report;
+
+/// The sizes of a close run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    /// Measured rounds.
+    pub rounds: usize,
+    /// The numbers of other pending reads to measure with.
+    pub pending: Vec<usize>,
+    /// Closes per series.
+    pub closes: usize,
+    /// Idle connections closed at once before the first request.
+    pub idle: usize,
+}
+
+impl Plan {
+    /// The full run.
+    pub fn full() -> Plan {
+        Plan {
+            rounds: 3,
+            pending: vec![0, 1_000, 8_000, 16_000],
+            closes: 200,
+            idle: 5_000,
+        }
+    }
+
+    /// The smoke run of `--quick`.
+    pub fn quick() -> Plan {
+        Plan {
+            rounds: 1,
+            pending: vec![0, 1_000],
+            closes: 50,
+            idle: 500,
+        }
+    }
+
+    /// The plan of `options`: the full or quick one, with what the command line
+    /// sets instead.
+    pub fn of(options: &Options) -> Plan {
+        let base = if options.quick {
+            Plan::quick()
+        } else {
+            Plan::full()
+        };
+        Plan {
+            rounds: options.rounds.unwrap_or(base.rounds),
+            pending: options.pending.clone().unwrap_or(base.pending),
+            closes: options.closes.unwrap_or(base.closes),
+            idle: options.idle.unwrap_or(base.idle),
+        }
+    }
+}
+
+/// Fds beyond the sockets: the ring, its eventfd, stdio, the listener and so on.
+const SPARE_FDS: u64 = 256;
+
+/// Closes done and thrown away before the measured rounds.
+const WARMUP_CLOSES: usize = 20;
+
+/// The far ends of the pending reads' connections are in a child process; both
+/// ends of the closed ones are here.
+fn fds_for_closes(pending: usize, closes: usize) -> u64 {
+    (pending + 2 * 3 * closes) as u64 + SPARE_FDS
+}
+
+fn fds_for_burst(idle: usize) -> u64 {
+    2 * (idle + BASELINE + 1) as u64 + SPARE_FDS
+}
+
+/// Runs the close group as `options` say, into `report`.
+pub fn run_group(options: &Options, report: &mut GroupReport) {
+    if let Err(err) = run(&Plan::of(options), report) {
+        report.fail(err.to_string());
+    }
+}
+
+fn run(plan: &Plan, report: &mut GroupReport) -> io::Result<()> {
+    let wanted = plan
+        .pending
+        .iter()
+        .map(|&n| fds_for_closes(n, plan.closes))
+        .chain([fds_for_burst(plan.idle)])
+        .max()
+        .unwrap_or(SPARE_FDS);
+    let limit = raise_fd_limit(wanted)?;
+    let mut pending = Vec::new();
+    for &n in &plan.pending {
+        let needed = fds_for_closes(n, plan.closes);
+        if needed <= limit {
+            pending.push(n);
+        } else {
+            report.skip(format!(
+                "{n} pending reads need {needed} fds, the fd limit is {limit}"
+            ));
+        }
+    }
+    let idle = if plan.idle > 0 && fds_for_burst(plan.idle) > limit {
+        report.skip(format!(
+            "{} idle connections need {} fds, the fd limit is {limit}",
+            plan.idle,
+            fds_for_burst(plan.idle)
+        ));
+        0
+    } else {
+        plan.idle
+    };
+    report.about(format!(
+        "the runtime (one core) on CPU {RUNTIME_CPU}, peers and clients on CPU {PEER_CPU}; \
+         {} round(s), each figure the median over rounds; N = {}; {} closes per series; \
+         K = {idle}",
+        plan.rounds,
+        pending
+            .iter()
+            .map(|n| crate::report::grouped(*n as u64))
+            .collect::<Vec<_>>()
+            .join(", "),
+        plan.closes,
+    ));
+
+    close_round(0, WARMUP_CLOSES)?;
+    let mut closes = Vec::new();
+    let mut bursts = Vec::new();
+    for round in 1..=plan.rounds {
+        for &n in &pending {
+            eprintln!(
+                "round {round}/{}: closes with {n} pending reads",
+                plan.rounds
+            );
+            closes.push(close_round(n, plan.closes)?);
+        }
+        if idle > 0 {
+            eprintln!(
+                "round {round}/{}: first request after {idle} closes",
+                plan.rounds
+            );
+            bursts.push(burst_round(idle)?);
+        }
+    }
+    for section in crate::report::close::closes(&closes, &pending, plan.closes) {
+        report.section(section);
+    }
+    if let Some(section) = crate::report::close::burst(&bursts, idle) {
+        report.section(section);
+    }
+    Ok(())
+}
 
 /// The CPU of the runtime's only core.
 pub const RUNTIME_CPU: usize = 0;
@@ -157,22 +305,27 @@ pub fn nanos_between(from: Instant, to: Instant) -> u64 {
     to.saturating_duration_since(from).as_nanos() as u64
 }
 
-/// The load averages of the machine over 1, 5 and 15 minutes, as
-/// `/proc/loadavg` gives them: other work on the machine shows here.
-pub fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|load| {
-            load.split_whitespace()
-                .take(3)
-                .collect::<Vec<_>>()
-                .join(" ")
-        })
-        .unwrap_or_else(|_| "unknown".to_string())
-}
+#[cfg(test)]
+mod tests {
+    use super::Plan;
+    use crate::options::{Options, Tool};
 
-/// The kernel's release, as `uname -r` prints it.
-pub fn kernel_release() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/osrelease")
-        .map(|release| release.trim().to_string())
-        .unwrap_or_else(|_| "unknown".to_string())
+    fn plan(args: &[&str]) -> Plan {
+        let options = Options::parse(Tool::Closebench, args.iter().map(|a| a.to_string()))
+            .unwrap()
+            .unwrap();
+        Plan::of(&options)
+    }
+
+    #[test]
+    fn quick_and_flags_make_the_plan() {
+        assert_eq!(plan(&[]), Plan::full());
+        assert_eq!(plan(&["--quick"]), Plan::quick());
+        let mixed = plan(&["--quick", "--pending", "0, 8000", "--rounds", "5"]);
+        assert_eq!(mixed.pending, vec![0, 8_000]);
+        assert_eq!(mixed.rounds, 5);
+        assert_eq!(mixed.closes, Plan::quick().closes);
+        let sized = plan(&["--closes", "10", "--idle", "0"]);
+        assert_eq!((sized.closes, sized.idle), (10, 0));
+    }
 }

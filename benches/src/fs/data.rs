@@ -15,20 +15,16 @@ use super::{CHUNK, FILE_SIZE};
 /// The default data file: `fsbench.dat` under `$CARGO_TARGET_DIR`, or under
 /// `target/` of the current directory.
 pub fn default_path() -> PathBuf {
-    let dir = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("target"));
-    dir.join("fsbench.dat")
+    crate::tools::target_dir().join("fsbench.dat")
 }
 
-/// Makes sure `path` holds the data file; says on standard output whether it
-/// was written or reused.
-pub fn ensure(path: &Path) -> io::Result<()> {
+/// Makes sure `path` holds the data file; says whether it was written or
+/// reused.
+pub fn ensure(path: &Path) -> io::Result<String> {
     if let Ok(meta) = fs::metadata(path) {
         // st_blocks counts 512-byte units; a sparse file has fewer than its size.
         if meta.is_file() && meta.len() == FILE_SIZE && meta.blocks() * 512 >= FILE_SIZE {
-            println!("data file: {} (reused)", path.display());
-            return Ok(());
+            return Ok(format!("data file: {} (reused)", path.display()));
         }
     }
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -48,12 +44,11 @@ pub fn ensure(path: &Path) -> io::Result<()> {
         file.write_all(&chunk)?;
     }
     file.sync_all()?;
-    println!(
+    Ok(format!(
         "data file: {} (written and synced in {:.1} s)",
         path.display(),
         started.elapsed().as_secs_f64()
-    );
-    Ok(())
+    ))
 }
 
 /// Reads the whole file once, so that the buffered benchmark starts with it
@@ -63,13 +58,6 @@ pub fn warm_page_cache(path: &Path) -> io::Result<()> {
     let mut chunk = vec![0u8; CHUNK];
     while file.read(&mut chunk)? > 0 {}
     Ok(())
-}
-
-/// The kernel's release, from `/proc/sys/kernel/osrelease`.
-pub fn kernel_release() -> String {
-    fs::read_to_string("/proc/sys/kernel/osrelease")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_else(|err| format!("unknown ({err})"))
 }
 
 /// Where `path` lives: `DEVICE (FSTYPE) on MOUNTPOINT`, from the mount in

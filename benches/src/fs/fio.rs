@@ -10,12 +10,14 @@
 //! tracking which blocks it has read.
 
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use super::json::Value;
+use serde_json::Value;
+
 use super::{Run, Window, Workload, BLOCK, CPU, FILE_SIZE};
+use crate::tools;
 
 /// fio's command line for a random-read run (the program name first).
 pub fn command_line(depth: usize, fixed: bool, path: &Path, timing: super::Timing) -> Vec<String> {
@@ -43,14 +45,6 @@ pub fn command_line(depth: usize, fixed: bool, path: &Path, timing: super::Timin
     args
 }
 
-/// Where fio is, if it is on the `PATH`.
-pub fn find() -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|dir| dir.join("fio"))
-        .find(|candidate| candidate.is_file())
-}
-
 /// fio with plain buffers.
 pub fn run_plain(workload: Workload, run: Run<'_>) -> io::Result<Window> {
     run_fio(workload, run, false)
@@ -65,10 +59,10 @@ fn run_fio(workload: Workload, run: Run<'_>, fixed: bool) -> io::Result<Window> 
     let Workload::Random { depth } = workload else {
         return Err(io::Error::other("fio runs only the random-read workload"));
     };
-    let fio = find().ok_or_else(|| {
+    let fio = tools::find("fio").ok_or_else(|| {
         io::Error::new(
             io::ErrorKind::NotFound,
-            "fio is not installed (apt-get install fio; benches/run-fs.sh does it as root)",
+            "fio is not installed (apt-get install fio; `benches fs` does it as root)",
         )
     })?;
     let args = command_line(depth, fixed, run.path, run.timing);
@@ -91,12 +85,18 @@ pub fn parse_report(stdout: &str) -> Result<Window, String> {
     let start = stdout
         .find('{')
         .ok_or_else(|| format!("no JSON in fio's output: {}", stdout.trim()))?;
-    let json = Value::parse(&stdout[start..])?;
+    // fio may print more after the JSON object (a warning, a second report):
+    // read the first value and ignore the rest.
+    let json: Value = serde_json::Deserializer::from_str(&stdout[start..])
+        .into_iter()
+        .next()
+        .ok_or("fio printed no JSON value")?
+        .map_err(|err| format!("bad JSON from fio: {err}"))?;
     let job = |field: &[&str]| {
-        let mut path = vec!["jobs", "0"];
-        path.extend_from_slice(field);
-        json.number(&path)
-            .ok_or_else(|| format!("fio's report has no jobs[0].{}", field.join(".")))
+        let pointer = format!("/jobs/0/{}", field.join("/"));
+        json.pointer(&pointer)
+            .and_then(Value::as_f64)
+            .ok_or_else(|| format!("fio's report has no number at jobs[0].{}", field.join(".")))
     };
     let error = job(&["error"])?;
     if error != 0.0 {
@@ -138,5 +138,10 @@ mod tests {
         assert!((window.cpu.as_secs_f64() - 0.5).abs() < 1e-9);
         assert!((window.iops() - 10_000.0).abs() < 1e-6);
         assert!(parse_report("fio: no such file").is_err());
+        assert!(parse_report("{ \"jobs\" : [ { \"error\" : 0 } ] }").is_err());
+        assert!(parse_report("{ \"jobs\" : [ ").is_err());
+        let failed = r#"{ "jobs" : [ { "error" : 5, "read" : { "io_bytes" : 4096, "runtime" : 1 },
+          "usr_cpu" : 1.0, "sys_cpu" : 1.0 } ] }"#;
+        assert!(parse_report(failed).unwrap_err().contains("error 5"));
     }
 }

@@ -1,16 +1,15 @@
-//! File I/O side by side: 4 KiB random `O_DIRECT` reads over a 1 GiB file at
-//! queue depth 1 and 32, and 1 MiB buffered sequential reads of the same file
-//! from a warm page cache, all on CPU 0.
+//! The fs group: file I/O side by side, 4 KiB random `O_DIRECT` reads over a
+//! 1 GiB file at queue depth 1 and 32, and 1 MiB buffered sequential reads of
+//! the same file from a warm page cache, all on CPU 0.
 //!
-//! `src/bin/fsbench.rs` drives them. The pieces:
+//! [`run_group`] drives them. The pieces:
 //!
 //! - [`data`]: the data file (written once, for real, and reused) and the
 //!   facts about the machine printed above the tables;
 //! - [`meter`]: the measured window every in-process contender runs through,
 //!   with its CPU time from `getrusage(RUSAGE_SELF)`;
 //! - [`bench`](mod@bench): rounds of runs, the contenders interleaved;
-//! - [`report`]: the tables and the ratios;
-//! - [`options`]: the command line;
+//! - `crate::report::fs`: the tables, the ratios and the targets;
 //! - the random-read contenders: [`fio`] (a child process, plain and with
 //!   registered buffers and files: the ceiling), [`glommio_peer`],
 //!   [`monoio_peer`], [`tokio_blocking`] (what `tokio::fs` does: `pread` on
@@ -23,21 +22,143 @@ use std::io;
 use std::path::Path;
 use std::time::Duration;
 
+use crate::net::process::set_affinity;
+use crate::options::Options;
+use crate::report::GroupReport;
+use crate::tools;
+
 pub mod aligned;
 pub mod bench;
 pub mod data;
 pub mod fio;
 pub mod glommio_peer;
-pub mod json;
 pub mod meter;
 pub mod monoio_peer;
-pub mod options;
 pub mod ours;
-pub mod report;
 pub mod sequential;
 pub mod tokio_blocking;
 
 pub use meter::{Meter, Window};
+
+/// Rounds when `--rounds` is not given.
+pub const ROUNDS: usize = 3;
+
+/// Queue depths of the random reads when `--qd` is not given.
+pub const DEPTHS: [usize; 2] = [1, 32];
+
+/// Runs the fs group as `options` say, into `report`. Pins the calling thread to
+/// [`CPU`] for good first, so that every thread of every contender (the kernel's
+/// io_uring workers, tokio's blocking pool) inherits the mask: call it before
+/// any other thread starts.
+pub fn run_group(options: &Options, report: &mut GroupReport) {
+    if let Err(err) = set_affinity(0, CPU) {
+        report.skip(format!("cannot pin the process to CPU {CPU}: {err}"));
+        return;
+    }
+    let path = options.file.clone().unwrap_or_else(data::default_path);
+    let timing = if options.quick {
+        Timing::QUICK
+    } else {
+        Timing::FULL
+    };
+    let rounds = options.rounds_or(ROUNDS);
+    match data::ensure(&path) {
+        Ok(line) => report.about(line),
+        Err(err) => {
+            report.fail(format!(
+                "cannot write the data file {}: {err}",
+                path.display()
+            ));
+            return;
+        }
+    }
+    report.about(format!("storage: {}", data::describe_storage(&path)));
+    report.about(format!(
+        "all on CPU {CPU}; {rounds} rounds, contenders interleaved, median of the rounds; \
+         {:.1} s warm-up, {:.1} s measured per run{}",
+        timing.warmup.as_secs_f64(),
+        timing.window.as_secs_f64(),
+        if options.quick { "; --quick" } else { "" }
+    ));
+    report.about(
+        "CPU = getrusage(RUSAGE_SELF) user + system over the window (every thread of the \
+         process, io_uring workers included); fio: its usr_cpu + sys_cpu",
+    );
+
+    if options.selection.random {
+        let wants_fio = options.runs("fio") || options.runs("fio-fixedbufs");
+        let fio = if wants_fio {
+            tools::ensure("fio", "fio")
+        } else {
+            Err("not asked for".to_string())
+        };
+        if let (true, Err(why)) = (wants_fio, &fio) {
+            report.skip(format!("fio and fio-fixedbufs: {why}"));
+        }
+        let depths = if options.depths.is_empty() {
+            DEPTHS.to_vec()
+        } else {
+            options.depths.clone()
+        };
+        for depth in depths {
+            let workload = Workload::Random { depth };
+            let selected: Vec<_> = contenders(workload)
+                .into_iter()
+                .filter(|c| options.runs(c.name))
+                .filter(|c| !c.name.starts_with("fio") || fio.is_ok())
+                .collect();
+            if selected.is_empty() {
+                continue;
+            }
+            let mut about = Vec::new();
+            if selected.iter().any(|c| c.name.starts_with("fio")) {
+                let line = fio::command_line(depth, false, &path, timing).join(" ");
+                about.push(format!("fio: `{line}`"));
+                about
+                    .push("fio-fixedbufs: the same with `--fixedbufs --registerfiles`".to_string());
+            }
+            run_workload(workload, &selected, &about, &path, timing, rounds, report);
+        }
+    }
+
+    if options.selection.seq {
+        let workload = Workload::Sequential;
+        let selected: Vec<_> = contenders(workload)
+            .into_iter()
+            .filter(|c| options.runs(c.name))
+            .collect();
+        if !selected.is_empty() {
+            if let Err(err) = data::warm_page_cache(&path) {
+                report.fail(format!("cannot read the data file: {err}"));
+                return;
+            }
+            run_workload(workload, &selected, &[], &path, timing, rounds, report);
+        }
+    }
+}
+
+fn run_workload(
+    workload: Workload,
+    selected: &[Contender],
+    about: &[String],
+    path: &Path,
+    timing: Timing,
+    rounds: usize,
+    report: &mut GroupReport,
+) {
+    eprintln!("{} ...", workload.title());
+    let results = bench::run(workload, selected, path, timing, rounds);
+    for result in &results {
+        if let Some(failure) = &result.failure {
+            report.fail(format!(
+                "{}: {}: {failure}",
+                workload.title(),
+                result.contender.name
+            ));
+        }
+    }
+    report.section(crate::report::fs::section(workload, about, &results));
+}
 
 /// The CPU everything measured runs on: the whole process is pinned to it
 /// before any thread starts, and fio gets `--cpus_allowed` with it.

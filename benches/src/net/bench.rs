@@ -94,8 +94,8 @@ impl Timing {
 pub struct Setup {
     /// This binary, which serves the in-process contenders.
     pub exe: PathBuf,
-    /// The `hello` example binary, if found.
-    pub hello: Option<PathBuf>,
+    /// The `hello` example binary, or why there is none.
+    pub hello: Result<PathBuf, String>,
     /// `wrk`, if found.
     pub wrk: Option<PathBuf>,
     /// Lengths of the runs.
@@ -129,12 +129,8 @@ pub fn run(workload: Workload, contenders: &[Contender], setup: &Setup) -> Vec<R
         })
         .collect();
     for result in &mut results {
-        if result.contender.is_hello_example() && setup.hello.is_none() {
-            result.failure = Some(
-                "not measured: the `hello` example binary was not found; build it with \
-                 `cargo build --release --example hello` or pass `--hello PATH`"
-                    .to_string(),
-            );
+        if let (true, Err(why)) = (result.contender.is_hello_example(), &setup.hello) {
+            result.failure = Some(format!("not measured: {why}"));
         }
     }
     let count = results.len();
@@ -179,7 +175,7 @@ fn run_once(
     let (command, marker) = match contender.launch {
         Launch::Serve(_) => {
             let mut command = Command::new(&setup.exe);
-            command.arg0("netbench").args([
+            command.arg0("benches").args([
                 "serve",
                 contender.name,
                 protocol.name(),
@@ -191,7 +187,7 @@ fn run_once(
             let hello = setup
                 .hello
                 .as_ref()
-                .ok_or_else(|| io::Error::other("the hello example was not found"))?;
+                .map_err(|why| io::Error::other(why.clone()))?;
             let mut command = Command::new(hello);
             command.args(["--port", &addr.port().to_string()]);
             (command, "http://")

@@ -1,16 +1,16 @@
-//! Network servers side by side: an echo server and an HTTP server per
-//! contender, each in a process of its own on one CPU, loaded from another.
+//! The net group: network servers side by side, an echo server and an HTTP
+//! server per contender, each in a process of its own on one CPU, loaded from
+//! another.
 //!
-//! `src/bin/netbench.rs` drives them. The pieces:
+//! [`run_group`] drives them. The pieces:
 //!
 //! - [`process`]: a server process started on [`SERVER_CPU`], waited on until
 //!   it listens, its CPU time read from `/proc`, killed on drop;
-//! - [`server`]: the child's side, `netbench serve CONTENDER PROTOCOL PORT`;
+//! - [`server`]: the child's side, `benches serve CONTENDER PROTOCOL PORT`;
 //! - [`load`]: the echo load, one io_uring thread on [`LOAD_CPU`];
 //! - [`wrk`]: the HTTP load, `wrk` on [`LOAD_CPU`];
 //! - [`bench`](mod@bench): rounds of runs, the contenders interleaved;
-//! - [`report`]: the table, the ratios and the targets;
-//! - [`options`]: the command line;
+//! - `crate::report::net`: the tables, the ratios and the targets;
 //! - the contenders: [`raw`] (io_uring by hand, the ceiling), [`tokio_ct`],
 //!   [`uring`] (tokio-uring), [`monoio_peer`], [`glommio_peer`] and [`ours`]
 //!   (`runtime`), which all speak the HTTP of [`http`];
@@ -19,7 +19,14 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
+
+use crate::options::Options;
+use crate::report::GroupReport;
+use crate::tools;
+use bench::{Setup, Timing, Workload};
+use process::set_affinity;
 
 pub mod bench;
 pub mod glommio_peer;
@@ -27,15 +34,19 @@ pub mod http;
 pub mod hyper_hello;
 pub mod load;
 pub mod monoio_peer;
-pub mod options;
 pub mod ours;
 pub mod process;
 pub mod raw;
-pub mod report;
 pub mod server;
 pub mod tokio_ct;
 pub mod uring;
 pub mod wrk;
+
+/// Rounds when `--rounds` is not given.
+pub const ROUNDS: usize = 3;
+
+/// Echo message sizes.
+const ECHO_SIZES: [usize; 2] = [64, 4096];
 
 /// The CPU every server runs on, all its threads.
 pub const SERVER_CPU: usize = 0;
@@ -92,7 +103,7 @@ pub enum Role {
 /// How a contender's server process is started.
 #[derive(Debug, Clone, Copy)]
 pub enum Launch {
-    /// `netbench serve NAME PROTOCOL PORT`: the server is in this binary.
+    /// `benches serve NAME PROTOCOL PORT`: the server is in this binary.
     Serve(ServeFn),
     /// The project's `hello` example binary, `hello --port PORT`.
     HelloExample,
@@ -186,6 +197,123 @@ pub fn contender_names() -> Vec<&'static str> {
         }
     }
     names
+}
+
+/// Runs the net group as `options` say, into `report`: the echo workloads if
+/// `options` selects echo, the HTTP one if it selects http. Pins the calling
+/// thread, the load, to [`LOAD_CPU`] for good: every thread it starts after that
+/// inherits the mask.
+pub fn run_group(options: &Options, report: &mut GroupReport) {
+    if let Err(err) = set_affinity(0, LOAD_CPU) {
+        report.skip(format!(
+            "cannot pin the load to CPU {LOAD_CPU} ({err}); this group needs CPUs \
+             {SERVER_CPU} and {LOAD_CPU}"
+        ));
+        return;
+    }
+    let timing = if options.quick {
+        Timing::QUICK
+    } else {
+        Timing::FULL
+    };
+    let wants_http = options.selection.http
+        && contenders(Protocol::Http)
+            .iter()
+            .any(|c| options.runs(c.name));
+    let wrk = if wants_http {
+        tools::ensure("wrk", "wrk")
+    } else {
+        Err("not asked for".to_string())
+    };
+    let wants_hello = wrk.is_ok()
+        && contenders(Protocol::Http)
+            .iter()
+            .any(|c| c.is_hello_example() && options.runs(c.name));
+    let hello = if wants_hello {
+        tools::hello_example(options.hello.as_deref())
+    } else {
+        Err("not asked for".to_string())
+    };
+    let setup = Setup {
+        hello,
+        // The binary this process runs, even if a build has replaced the file
+        // since it started.
+        exe: PathBuf::from("/proc/self/exe"),
+        wrk: wrk.clone().ok(),
+        timing,
+        rounds: options.rounds_or(ROUNDS),
+    };
+    report.about(format!(
+        "servers on CPU {SERVER_CPU} (one process per run), load on CPU {LOAD_CPU}, \
+         {CONNECTIONS} connections; {} rounds, contenders interleaved; median of the rounds{}",
+        setup.rounds,
+        if options.quick { "; --quick" } else { "" }
+    ));
+    report.about(
+        "server CPU = utime + stime of the server process over the measured window \
+         (/proc/<pid>/stat, 10 ms ticks)",
+    );
+    if options.selection.echo {
+        for size in ECHO_SIZES {
+            run_workload(Workload::Echo { size }, options, &setup, report);
+        }
+    }
+    if options.selection.http {
+        match &wrk {
+            Ok(_) => run_workload(Workload::Http, options, &setup, report),
+            Err(why) if wants_http => report.skip(format!("the HTTP benchmark: {why}")),
+            Err(_) => {}
+        }
+    }
+}
+
+/// Runs one workload with the selected contenders and adds its section.
+fn run_workload(workload: Workload, options: &Options, setup: &Setup, report: &mut GroupReport) {
+    let selected: Vec<_> = contenders(workload.protocol())
+        .into_iter()
+        .filter(|c| options.runs(c.name))
+        .collect();
+    if selected.is_empty() {
+        return;
+    }
+    let mut about = Vec::new();
+    match workload {
+        Workload::Echo { size } => about.push(format!(
+            "{CONNECTIONS} connections, one message of {size} B in flight on each, \
+             every echo checked; {:.1} s warm-up, {:.1} s measured",
+            setup.timing.echo_warmup.as_secs_f64(),
+            setup.timing.echo_window.as_secs_f64()
+        )),
+        Workload::Http => {
+            about.push(format!(
+                "`taskset -c {LOAD_CPU} wrk {}`, after a {} s warm-up run of wrk",
+                wrk::command_line(
+                    CONNECTIONS,
+                    setup.timing.http_window_secs,
+                    "http://127.0.0.1:PORT/"
+                )
+                .join(" "),
+                setup.timing.http_warmup_secs
+            ));
+            if selected.iter().any(|c| c.is_hello_example()) {
+                if let Ok(hello) = &setup.hello {
+                    about.push(format!("ours: `{} --port PORT`", hello.display()));
+                }
+            }
+        }
+    }
+    eprintln!("{} ...", workload.title());
+    let results = bench::run(workload, &selected, setup);
+    for result in &results {
+        if let Some(failure) = &result.failure {
+            report.fail(format!(
+                "{}: {}: {failure}",
+                workload.title(),
+                result.contender.name
+            ));
+        }
+    }
+    report.section(crate::report::net::section(workload, &about, &results));
 }
 
 /// What the load saw over one measured window of one run.

@@ -1,7 +1,7 @@
 //! A server under test in a process of its own: started on one CPU, waited on
 //! until it listens, its CPU time read from `/proc`, killed and reaped when
 //! dropped, whatever made the caller let go of it (an error, a panic), and
-//! killed by the kernel if `netbench` itself dies.
+//! killed by the kernel if `benches` itself dies.
 
 use std::io::{self, BufRead, BufReader};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
@@ -151,7 +151,7 @@ pub fn set_affinity(pid: libc::pid_t, cpu: usize) -> io::Result<()> {
 }
 
 /// Asks the kernel to kill the calling process when its parent thread dies,
-/// so that a server outlives no `netbench` that was itself killed (then no
+/// so that a server outlives no `benches` that was itself killed (then no
 /// drop runs). One syscall, no allocation: it may run between fork and exec.
 fn kill_with_parent() -> io::Result<()> {
     // SAFETY: PR_SET_PDEATHSIG takes a signal number and touches no memory.

@@ -54,7 +54,14 @@ pub fn serve(protocol: Protocol, addr: SocketAddr, listening: &dyn Fn()) -> io::
     listening();
     loop {
         sq.sync();
-        server.submitter.submit_and_wait(1)?;
+        match server.submitter.submit_and_wait(1) {
+            // A wait cut short by a signal, or by the process being stopped
+            // and resumed: the CQ is looked at all the same.
+            Err(err) if err.raw_os_error() == Some(libc::EINTR) => {}
+            result => {
+                result?;
+            }
+        }
         cq.sync();
         for cqe in &mut cq {
             server.complete(&mut sq, &cqe)?;

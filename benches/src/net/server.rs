@@ -1,4 +1,4 @@
-//! The server side of `netbench`: `netbench serve CONTENDER PROTOCOL PORT`
+//! The server side of the net group: `benches serve CONTENDER PROTOCOL PORT`
 //! pins itself to [`SERVER_CPU`], serves on `127.0.0.1:PORT`, prints `ready`
 //! once it listens, and serves until it is killed.
 
@@ -14,7 +14,7 @@ pub const READY: &str = "ready";
 /// Runs the server the arguments after `serve` name. Returns only on error.
 pub fn run(args: &[String]) -> io::Result<()> {
     let [name, protocol, port] = args else {
-        return Err(invalid("usage: netbench serve CONTENDER echo|http PORT"));
+        return Err(invalid("usage: benches serve CONTENDER echo|http PORT"));
     };
     let protocol = Protocol::from_name(protocol)
         .ok_or_else(|| invalid(&format!("unknown protocol `{protocol}`")))?;

@@ -38,14 +38,6 @@ impl WrkReport {
     }
 }
 
-/// Where `wrk` is on `PATH`, if it is.
-pub fn find() -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|dir| dir.join("wrk"))
-        .find(|candidate| candidate.is_file())
-}
-
 /// The arguments of `wrk` for a run of `seconds` against `url`.
 pub fn command_line(connections: usize, seconds: u64, url: &str) -> Vec<String> {
     vec![
@@ -150,6 +142,9 @@ pub fn check_server(addr: SocketAddr) -> io::Result<Answer> {
         match stream.read(&mut answer[got..]) {
             Ok(0) => break,
             Ok(n) => got += n,
+            // A read with a receive timeout is not restarted after the process
+            // was stopped and resumed (or a signal was handled): read again.
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
             Err(err) if got > 0 && is_timeout(&err) => break,
             Err(err) => return Err(io::Error::new(err.kind(), format!("check: {err}"))),
         }
