@@ -67,16 +67,11 @@ pub(crate) use sealed::OnRing;
 pub(crate) struct UntilDone<O, B> {
     done: usize,
     total: usize,
-    stage: Stage<O, B>,
-}
-
-enum Stage<O, B> {
-    /// No op in flight: the next poll starts one on the rest, or finishes.
-    Idle(B),
     /// The op on the rest, which owns the buffer until it completes.
-    Running(O),
-    /// The outcome has been handed out.
-    Finished,
+    op: Option<O>,
+    /// The buffer while no op is in flight: before the first poll, and between an
+    /// op's end and the next one's start. With `op`, `None` once the outcome is out.
+    buf: Option<B>,
 }
 
 /// What a step of an [`UntilDone`] loop starts on the rest of the buffer: an op, or
@@ -93,7 +88,8 @@ where
         UntilDone {
             done: 0,
             total,
-            stage: Stage::Idle(buf),
+            op: None,
+            buf: Some(buf),
         }
     }
 
@@ -111,51 +107,55 @@ where
         stalled: impl FnOnce(usize, usize) -> io::Error,
     ) -> Poll<BufResult<(), B>> {
         loop {
-            let (result, rest) = match &mut self.stage {
-                Stage::Running(op) => match Pin::new(op).poll(cx) {
+            let (result, rest) = if let Some(op) = &mut self.op {
+                let out = match Pin::new(op).poll(cx) {
                     Poll::Pending => return Poll::Pending,
                     Poll::Ready(out) => out,
-                },
-                Stage::Idle(_) => {
-                    let Stage::Idle(buf) = std::mem::replace(&mut self.stage, Stage::Finished)
-                    else {
-                        unreachable!("the stage was just matched as idle")
-                    };
-                    if self.done >= self.total {
-                        return Poll::Ready((Ok(()), buf));
-                    }
-                    match start(buf.slice(self.done..self.total), self.done) {
-                        Ok(op) => {
-                            self.stage = Stage::Running(op);
-                            continue;
-                        }
-                        Err(out) => out,
-                    }
+                };
+                // Dropped where it completed, so the compiler sees it owns nothing.
+                self.op = None;
+                out
+            } else {
+                let buf = self
+                    .buf
+                    .take()
+                    .expect("a read_exact or write_all future was polled after it completed");
+                if self.done >= self.total {
+                    return Poll::Ready((Ok(()), buf));
                 }
-                Stage::Finished => {
-                    panic!("a read_exact or write_all future was polled after it completed")
+                match start(buf.slice(self.done..self.total), self.done) {
+                    Ok(op) => {
+                        // `op` was `None`, which owns nothing: forgetting it skips a
+                        // call to the drop glue of a running op.
+                        std::mem::forget(self.op.replace(op));
+                        continue;
+                    }
+                    Err(out) => out,
                 }
             };
-            // The finished op goes; its buffer is the rest's.
-            self.stage = Stage::Finished;
             let buf = rest.into_inner();
             match result {
                 Ok(0) => return Poll::Ready((Err(stalled(self.done, self.total)), buf)),
-                Ok(n) => self.done += n,
+                Ok(n) => {
+                    self.done += n;
+                    if self.done >= self.total {
+                        return Poll::Ready((Ok(()), buf));
+                    }
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Poll::Ready((Err(e), buf)),
             }
-            self.stage = Stage::Idle(buf);
+            self.buf = Some(buf);
         }
     }
 }
 
 impl<O, B> fmt::Debug for UntilDone<O, B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let stage = match self.stage {
-            Stage::Idle(_) => "idle",
-            Stage::Running(_) => "in flight",
-            Stage::Finished => "finished",
+        let stage = match (&self.op, &self.buf) {
+            (Some(_), _) => "in flight",
+            (None, Some(_)) => "idle",
+            (None, None) => "finished",
         };
         f.debug_struct("UntilDone")
             .field("done", &self.done)

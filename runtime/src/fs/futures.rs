@@ -50,7 +50,9 @@ impl<'a, A, T: Completable> OnFile<'a, A, T> {
                 unreachable!("the call was just matched")
             };
             match start(file, args) {
-                Ok(op) => *self = OnFile::Running(Op::new(op)),
+                // `self` is `Finished`, which owns nothing: forgetting it skips a call
+                // to the drop glue of a running op.
+                Ok(op) => std::mem::forget(std::mem::replace(self, OnFile::Running(Op::new(op)))),
                 Err(out) => return Poll::Ready(out),
             }
         }
