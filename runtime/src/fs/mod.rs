@@ -6,6 +6,12 @@
 //! [`File::set_len`] make the blocking system call on the core's thread instead, as
 //! each one's documentation says.
 //!
+//! `File`'s reads, writes, syncs, `fallocate` and `set_len` return named futures
+//! ([`ReadAt`], [`WriteAt`], [`ReadExactAt`], [`WriteAllAt`], [`Fsync`], ...): one
+//! state machine around the op, which a struct can hold and name without boxing. Each
+//! borrows the file, is `Unpin` and, like the file, `!Send`; its op is made at its
+//! first poll. Opening, `metadata`, `close` and the path functions stay `async fn`s.
+//!
 //! ```
 //! # runtime::Builder::new().cores(1).pin(false).build().unwrap().block_on(async {
 //! use runtime::fs::File;
