@@ -9,9 +9,12 @@
 //! and at the same address while the value lives, even when the value itself moves
 //! (a `Vec`'s heap block does not move when the `Vec` does; an inline array would).
 
+use std::fmt;
 use std::future::Future;
 use std::io;
 use std::ops::{Bound, RangeBounds};
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
 mod aligned;
 pub(crate) mod fixed;
@@ -51,34 +54,115 @@ mod sealed {
 }
 pub(crate) use sealed::OnRing;
 
-/// Runs `op` on the rest of `buf` (bytes `done..total`, and `done`) until `total` bytes
-/// are done: the loop behind every `read_exact`/`write_all`. An op that does nothing
-/// ends it with `stalled(done, total)`; an interrupted op is retried; another error
-/// ends it. The buffer comes back in every case.
-pub(crate) async fn until_done<B, F, Fut>(
-    buf: B,
+/// The loop behind every `read_exact`/`write_all`, as a state machine their named
+/// futures hold: one op at a time on the rest of the buffer (bytes `done..total`, as a
+/// [`Slice`]) until `total` bytes are done. An op that does nothing ends it with
+/// `stalled(done, total)`; an interrupted op is retried; another error ends it. The
+/// buffer comes back in every case, with what the ops put in it.
+///
+/// The first op starts at the first poll, not when the loop is made, so what it names
+/// (a registered file's slot, say) is chosen on the ring that runs it. Dropping the
+/// loop drops the op in flight, which withdraws or cancels it; the buffer then goes
+/// with the op, and nothing is handed back.
+pub(crate) struct UntilDone<O, B> {
+    done: usize,
     total: usize,
-    mut op: F,
-    stalled: impl FnOnce(usize, usize) -> io::Error,
-) -> BufResult<(), B>
+    /// The op on the rest, which owns the buffer until it completes.
+    op: Option<O>,
+    /// The buffer while no op is in flight: before the first poll, and between an
+    /// op's end and the next one's start. With `op`, `None` once the outcome is out.
+    buf: Option<B>,
+}
+
+/// What a step of an [`UntilDone`] loop starts on the rest of the buffer: an op, or
+/// the outcome at once when the call refuses the transfer before the kernel sees it.
+pub(crate) type Start<O, B> = Result<O, BufResult<usize, Slice<B>>>;
+
+impl<O, B> UntilDone<O, B>
 where
     B: IoBuf,
-    F: FnMut(Slice<B>, usize) -> Fut,
-    Fut: Future<Output = BufResult<usize, Slice<B>>>,
+    O: Future<Output = BufResult<usize, Slice<B>>> + Unpin,
 {
-    let mut done = 0;
-    let mut buf = buf;
-    while done < total {
-        let (result, slice) = op(buf.slice(done..total), done).await;
-        buf = slice.into_inner();
-        match result {
-            Ok(0) => return (Err(stalled(done, total)), buf),
-            Ok(n) => done += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return (Err(e), buf),
+    /// A loop over the first `total` bytes of `buf`.
+    pub(crate) fn new(buf: B, total: usize) -> UntilDone<O, B> {
+        UntilDone {
+            done: 0,
+            total,
+            op: None,
+            buf: Some(buf),
         }
     }
-    (Ok(()), buf)
+
+    /// Drives the loop: `start(rest, done)` makes the op on the rest, `stalled(done,
+    /// total)` the error for an op that did nothing.
+    ///
+    /// # Panics
+    ///
+    /// If polled again after it resolved.
+    #[inline]
+    pub(crate) fn poll(
+        &mut self,
+        cx: &mut Context<'_>,
+        mut start: impl FnMut(Slice<B>, usize) -> Start<O, B>,
+        stalled: impl FnOnce(usize, usize) -> io::Error,
+    ) -> Poll<BufResult<(), B>> {
+        loop {
+            let (result, rest) = if let Some(op) = &mut self.op {
+                let out = match Pin::new(op).poll(cx) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(out) => out,
+                };
+                // Dropped where it completed, so the compiler sees it owns nothing.
+                self.op = None;
+                out
+            } else {
+                let buf = self
+                    .buf
+                    .take()
+                    .expect("a read_exact or write_all future was polled after it completed");
+                if self.done >= self.total {
+                    return Poll::Ready((Ok(()), buf));
+                }
+                match start(buf.slice(self.done..self.total), self.done) {
+                    Ok(op) => {
+                        // `op` was `None`, which owns nothing: forgetting it skips a
+                        // call to the drop glue of a running op.
+                        std::mem::forget(self.op.replace(op));
+                        continue;
+                    }
+                    Err(out) => out,
+                }
+            };
+            let buf = rest.into_inner();
+            match result {
+                Ok(0) => return Poll::Ready((Err(stalled(self.done, self.total)), buf)),
+                Ok(n) => {
+                    self.done += n;
+                    if self.done >= self.total {
+                        return Poll::Ready((Ok(()), buf));
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Poll::Ready((Err(e), buf)),
+            }
+            self.buf = Some(buf);
+        }
+    }
+}
+
+impl<O, B> fmt::Debug for UntilDone<O, B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let stage = match (&self.op, &self.buf) {
+            (Some(_), _) => "in flight",
+            (None, Some(_)) => "idle",
+            (None, None) => "finished",
+        };
+        f.debug_struct("UntilDone")
+            .field("done", &self.done)
+            .field("total", &self.total)
+            .field("stage", &stage)
+            .finish()
+    }
 }
 
 /// Marks the first `n` bytes of `bufs`, taken in order, initialised: how a vectored

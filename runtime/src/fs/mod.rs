@@ -6,6 +6,12 @@
 //! [`File::set_len`] make the blocking system call on the core's thread instead, as
 //! each one's documentation says.
 //!
+//! `File`'s reads, writes, syncs, `fallocate` and `set_len` return named futures
+//! ([`ReadAt`], [`WriteAt`], [`ReadExactAt`], [`WriteAllAt`], [`Fsync`], ...): one
+//! state machine around the op, which a struct can hold and name without boxing. Each
+//! borrows the file, is `Unpin` and, like the file, `!Send`; its op is made at its
+//! first poll. Opening, `metadata`, `close` and the path functions stay `async fn`s.
+//!
 //! ```
 //! # runtime::Builder::new().cores(1).pin(false).build().unwrap().block_on(async {
 //! use runtime::fs::File;
@@ -34,19 +40,22 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::path::Path;
 use std::rc::{Rc, Weak};
 
-use io_uring::opcode;
-
-use crate::buf::{until_done, AlignedBuf, BufResult, IoBuf, IoBufMut};
+use crate::buf::{AlignedBuf, IoBuf, IoBufMut};
 use crate::driver::ops::FileRef;
 use crate::driver::{self, ops, Driver, Op};
 
 mod dir;
+mod futures;
 mod metadata;
 mod open_options;
 
 pub use dir::{
     create_dir, create_dir_all, hard_link, metadata, read, remove_dir, remove_file, rename,
     symlink, symlink_metadata, write,
+};
+pub use futures::{
+    Fallocate, Fsync, ReadAt, ReadExactAt, ReadVectoredAt, SetLen, WriteAllAt, WriteAt,
+    WriteVectoredAt,
 };
 pub use metadata::{DioAlignment, Metadata};
 pub use open_options::OpenOptions;
@@ -123,6 +132,7 @@ impl File {
     }
 
     /// What ops name: the registered slot on the ring that has it, else the fd.
+    #[inline]
     fn target(&self) -> FileRef {
         match &self.fixed {
             Some(fixed) if fixed.ring == driver::current_id() => FileRef::Fixed(fixed.slot),
@@ -133,30 +143,12 @@ impl File {
     /// For a file opened with `O_DIRECT`: an error that explains the rule when a
     /// transfer of `len` bytes at `pos` from memory at `addr` breaks it. The kernel's
     /// own answer would be a bare `EINVAL`.
+    #[inline]
     fn check_direct(&self, addr: *const u8, len: usize, pos: u64) -> io::Result<()> {
-        let Some(align) = self.direct else {
-            return Ok(());
-        };
-        let (mem, off) = (align.memory, align.offset);
-        let broken = if pos % off as u64 != 0 {
-            format!("the file offset {pos} is not a multiple of {off}")
-        } else if len % off != 0 {
-            format!("the length {len} is not a multiple of {off}")
-        } else if addr as usize % mem != 0 {
-            format!("the buffer's address {addr:p} is not a multiple of {mem}")
-        } else {
-            return Ok(());
-        };
-        Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!(
-                "misaligned O_DIRECT transfer: {broken}. A file opened with O_DIRECT \
-                 reads and writes whole blocks of its device: the file offset and the \
-                 length must be multiples of {off} bytes and the buffer must start at a \
-                 multiple of {mem} bytes in memory. File::aligned_buf makes a buffer \
-                 that fits; FixedBufs of a multiple of {off} bytes fit too."
-            ),
-        ))
+        match self.direct {
+            None => Ok(()),
+            Some(align) => misaligned(align, addr, len, pos),
+        }
     }
 
     /// Reads into `buf` from byte `pos` of the file; fills at most `buf.bytes_total()`
@@ -167,11 +159,9 @@ impl File {
     /// buffer is an `InvalidInput` error that says which and what the rule is.
     ///
     /// For fds without a position (pipes, sockets), `pos` is ignored.
-    pub async fn read_at<B: IoBufMut>(&self, buf: B, pos: u64) -> BufResult<usize, B> {
-        if let Err(e) = self.check_direct(buf.stable_ptr(), buf.bytes_total(), pos) {
-            return (Err(e), buf);
-        }
-        Op::new(ops::Read::new(self.target(), buf, pos)).await
+    #[inline]
+    pub fn read_at<B: IoBufMut>(&self, buf: B, pos: u64) -> ReadAt<'_, B> {
+        ReadAt::new(self, buf, pos)
     }
 
     /// Writes the initialised bytes of `buf` at byte `pos`; returns how many were
@@ -179,94 +169,59 @@ impl File {
     ///
     /// A [`FixedBuf`](crate::buf::FixedBuf) is written with `IORING_OP_WRITE_FIXED`;
     /// `O_DIRECT` alignment is checked as for [`read_at`](File::read_at).
-    pub async fn write_at<B: IoBuf>(&self, buf: B, pos: u64) -> BufResult<usize, B> {
-        if let Err(e) = self.check_direct(buf.stable_ptr(), buf.bytes_init(), pos) {
-            return (Err(e), buf);
-        }
-        Op::new(ops::Write::new(self.target(), buf, pos)).await
+    #[inline]
+    pub fn write_at<B: IoBuf>(&self, buf: B, pos: u64) -> WriteAt<'_, B> {
+        WriteAt::new(self, buf, pos)
     }
 
     /// Reads into several buffers in order, from byte `pos` on (`IORING_OP_READV`):
     /// each is filled to its `bytes_total` before the next. Returns the total read.
-    pub async fn read_vectored_at<B: IoBufMut>(
-        &self,
-        bufs: Vec<B>,
-        pos: u64,
-    ) -> BufResult<usize, Vec<B>> {
-        for buf in &bufs {
-            if let Err(e) = self.check_direct(buf.stable_ptr(), buf.bytes_total(), pos) {
-                return (Err(e), bufs);
-            }
-        }
-        Op::new(ops::Readv::new(self.target(), bufs, pos)).await
+    #[inline]
+    pub fn read_vectored_at<B: IoBufMut>(&self, bufs: Vec<B>, pos: u64) -> ReadVectoredAt<'_, B> {
+        ReadVectoredAt::new(self, bufs, pos)
     }
 
     /// Writes the initialised bytes of several buffers in order at byte `pos` on
     /// (`IORING_OP_WRITEV`). Returns the total written, which may be fewer than asked.
-    pub async fn write_vectored_at<B: IoBuf>(
-        &self,
-        bufs: Vec<B>,
-        pos: u64,
-    ) -> BufResult<usize, Vec<B>> {
-        for buf in &bufs {
-            if let Err(e) = self.check_direct(buf.stable_ptr(), buf.bytes_init(), pos) {
-                return (Err(e), bufs);
-            }
-        }
-        Op::new(ops::Writev::new(self.target(), bufs, pos)).await
+    #[inline]
+    pub fn write_vectored_at<B: IoBuf>(&self, bufs: Vec<B>, pos: u64) -> WriteVectoredAt<'_, B> {
+        WriteVectoredAt::new(self, bufs, pos)
     }
 
     /// Fills all of `buf` (`bytes_total` bytes) from byte `pos` on, resubmitting after
     /// short reads; end of file first is `UnexpectedEof` (the bytes read so far are
-    /// in the buffer handed back).
-    pub async fn read_exact_at<B: IoBufMut>(&self, buf: B, pos: u64) -> BufResult<(), B> {
-        let total = buf.bytes_total();
-        let stalled = |done, total| {
-            io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                format!("end of file after {done} of {total} bytes"),
-            )
-        };
-        let read = |rest, done: usize| async move {
-            // With O_DIRECT only the end of the file makes a read stop off a block
-            // boundary; reading on from there would be a misaligned transfer.
-            if self.direct.is_some_and(|a| done % a.offset != 0) {
-                return (Ok(0), rest);
-            }
-            self.read_at(rest, pos + done as u64).await
-        };
-        until_done(buf, total, read, stalled).await
+    /// in the buffer handed back). Dropping the future part-way hands nothing back
+    /// (see [`ReadExactAt`]).
+    #[inline]
+    pub fn read_exact_at<B: IoBufMut>(&self, buf: B, pos: u64) -> ReadExactAt<'_, B> {
+        ReadExactAt::new(self, buf, pos)
     }
 
     /// Writes all of `buf`'s initialised bytes at byte `pos` on, resubmitting after
     /// short writes; a write that takes nothing is `WriteZero`.
-    pub async fn write_all_at<B: IoBuf>(&self, buf: B, pos: u64) -> BufResult<(), B> {
-        let total = buf.bytes_init();
-        let stalled = |done, total| {
-            io::Error::new(
-                io::ErrorKind::WriteZero,
-                format!("the file took no more bytes after {done} of {total}"),
-            )
-        };
-        let write = |rest, done: usize| self.write_at(rest, pos + done as u64);
-        until_done(buf, total, write, stalled).await
+    #[inline]
+    pub fn write_all_at<B: IoBuf>(&self, buf: B, pos: u64) -> WriteAllAt<'_, B> {
+        WriteAllAt::new(self, buf, pos)
     }
 
     /// Flushes the file's data and metadata to the device (`IORING_OP_FSYNC`).
-    pub async fn sync_all(&self) -> io::Result<()> {
-        Op::new(ops::Fsync::new(self.target(), false)).await
+    #[inline]
+    pub fn sync_all(&self) -> Fsync<'_> {
+        Fsync::new(self, false)
     }
 
     /// Flushes the file's data, and only the metadata needed to read it back, to the
     /// device (`IORING_OP_FSYNC` with `IORING_FSYNC_DATASYNC`, like `fdatasync(2)`).
-    pub async fn sync_data(&self) -> io::Result<()> {
-        Op::new(ops::Fsync::new(self.target(), true)).await
+    #[inline]
+    pub fn sync_data(&self) -> Fsync<'_> {
+        Fsync::new(self, true)
     }
 
     /// Allocates disk space for `len` bytes at `offset` (`IORING_OP_FALLOCATE`, mode
     /// 0); the file grows if that range ends past its end.
-    pub async fn fallocate(&self, offset: u64, len: u64) -> io::Result<()> {
-        Op::new(ops::Fallocate::new(self.raw(), offset, len, 0)).await
+    #[inline]
+    pub fn fallocate(&self, offset: u64, len: u64) -> Fallocate<'_> {
+        Fallocate::new(self, offset, len)
     }
 
     /// Truncates or extends (with zeroes) the file to `len` bytes.
@@ -274,10 +229,13 @@ impl File {
     /// Goes through the ring (`IORING_OP_FTRUNCATE`) on Linux 6.9 and later; on older
     /// kernels it calls `ftruncate(2)` on this core's thread, which blocks the core for
     /// the duration of the call.
-    pub async fn set_len(&self, len: u64) -> io::Result<()> {
-        if dir::ring_has(opcode::Ftruncate::CODE) {
-            return Op::new(ops::Ftruncate::new(self.raw(), len)).await;
-        }
+    #[inline]
+    pub fn set_len(&self, len: u64) -> SetLen<'_> {
+        SetLen::new(self, len)
+    }
+
+    /// `ftruncate(2)`, for kernels whose ring lacks `IORING_OP_FTRUNCATE`.
+    fn set_len_blocking(&self, len: u64) -> io::Result<()> {
         let len = libc::off_t::try_from(len).map_err(|_| {
             io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -406,6 +364,31 @@ impl File {
         let fd = self.fd.take().expect("a File owns its fd until closed");
         Op::new(ops::Close::new(fd)).await
     }
+}
+
+/// The error for a transfer of `len` bytes at `pos` from memory at `addr` that breaks
+/// `O_DIRECT`'s `align`, if it does.
+fn misaligned(align: DioAlignment, addr: *const u8, len: usize, pos: u64) -> io::Result<()> {
+    let (mem, off) = (align.memory, align.offset);
+    let broken = if pos % off as u64 != 0 {
+        format!("the file offset {pos} is not a multiple of {off}")
+    } else if len % off != 0 {
+        format!("the length {len} is not a multiple of {off}")
+    } else if addr as usize % mem != 0 {
+        format!("the buffer's address {addr:p} is not a multiple of {mem}")
+    } else {
+        return Ok(());
+    };
+    Err(io::Error::new(
+        io::ErrorKind::InvalidInput,
+        format!(
+            "misaligned O_DIRECT transfer: {broken}. A file opened with O_DIRECT \
+             reads and writes whole blocks of its device: the file offset and the \
+             length must be multiples of {off} bytes and the buffer must start at a \
+             multiple of {mem} bytes in memory. File::aligned_buf makes a buffer \
+             that fits; FixedBufs of a multiple of {off} bytes fit too."
+        ),
+    ))
 }
 
 /// The `O_DIRECT` alignment of `fd` if it was opened with `O_DIRECT`, from a blocking

@@ -52,6 +52,11 @@
 //! Streams of connections ([`TcpListener::incoming`], multishot accept) and of
 //! received data ([`TcpStream::recv_stream`], multishot receive into the core's
 //! provided buffers) implement `futures_core::Stream`.
+//!
+//! Each data call returns a named future ([`Read`], [`Write`], [`ReadExact`],
+//! [`WriteAll`], [`Accept`], ...): one state machine around the op it submits, which a
+//! struct can hold and name without boxing. Each borrows its socket, is `Unpin` and,
+//! like the socket, `!Send`. Connecting and closing stay `async fn`s.
 
 use std::io;
 use std::marker::PhantomData;
@@ -63,11 +68,16 @@ use futures_core::Stream;
 
 use crate::buf::RecvBuf;
 
+mod futures;
 mod socket;
 mod tcp;
 mod udp;
 mod unix;
 
+pub use futures::{
+    Accept, Read, ReadExact, ReadVectored, RecvFrom, SendTo, SendZc, ShutdownFuture, Write,
+    WriteAll, WriteVectored,
+};
 pub use tcp::{TcpListener, TcpSocket, TcpStream};
 pub use udp::UdpSocket;
 pub use unix::{UnixDatagram, UnixListener, UnixStream};
@@ -186,44 +196,52 @@ impl std::fmt::Debug for RecvStream<'_> {
 }
 
 /// The owned-buffer I/O of a connected stream socket, shared by `TcpStream` and
-/// `UnixStream`.
+/// `UnixStream`. Each call returns its named future (see [`Read`]).
 macro_rules! stream_io {
     () => {
         /// Reads into `buf` (up to its capacity, `bytes_total`); returns how many bytes
         /// came. `Ok(0)` means the peer closed its side (or `buf` has no room).
-        pub async fn read<B: IoBufMut>(&self, buf: B) -> BufResult<usize, B> {
-            self.socket.read(buf).await
+        #[inline]
+        pub fn read<B: IoBufMut>(&self, buf: B) -> $crate::net::Read<'_, B> {
+            $crate::net::Read::new(&self.socket, buf)
         }
 
         /// Fills `buf` to its capacity (`bytes_total`), reading as often as needed. The
         /// stream ending first is an `UnexpectedEof` error; the buffer holds what came.
-        pub async fn read_exact<B: IoBufMut>(&self, buf: B) -> BufResult<(), B> {
-            self.socket.read_exact(buf).await
+        /// Dropping the future part-way hands nothing back (see
+        /// [`ReadExact`](crate::net::ReadExact)).
+        #[inline]
+        pub fn read_exact<B: IoBufMut>(&self, buf: B) -> $crate::net::ReadExact<'_, B> {
+            $crate::net::ReadExact::new(&self.socket, buf)
         }
 
         /// Sends `buf`'s initialised bytes; returns how many the kernel took, which may
         /// be fewer.
-        pub async fn write<B: IoBuf>(&self, buf: B) -> BufResult<usize, B> {
-            self.socket.write(buf).await
+        #[inline]
+        pub fn write<B: IoBuf>(&self, buf: B) -> $crate::net::Write<'_, B> {
+            $crate::net::Write::new(&self.socket, buf)
         }
 
         /// Sends all of `buf`'s initialised bytes, resubmitting after short sends.
         ///
         /// A peer that reset the connection is an error (`ConnectionReset` or
         /// `BrokenPipe`), never a signal.
-        pub async fn write_all<B: IoBuf>(&self, buf: B) -> BufResult<(), B> {
-            self.socket.write_all(buf).await
+        #[inline]
+        pub fn write_all<B: IoBuf>(&self, buf: B) -> $crate::net::WriteAll<'_, B> {
+            $crate::net::WriteAll::new(&self.socket, buf)
         }
 
         /// Reads into several buffers in order (one `recvmsg`); returns the total.
-        pub async fn read_vectored<B: IoBufMut>(&self, bufs: Vec<B>) -> BufResult<usize, Vec<B>> {
-            self.socket.read_vectored(bufs).await
+        #[inline]
+        pub fn read_vectored<B: IoBufMut>(&self, bufs: Vec<B>) -> $crate::net::ReadVectored<'_, B> {
+            $crate::net::ReadVectored::new(&self.socket, bufs)
         }
 
         /// Sends the initialised bytes of several buffers in order (one `sendmsg`);
         /// returns the total the kernel took, which may be fewer.
-        pub async fn write_vectored<B: IoBuf>(&self, bufs: Vec<B>) -> BufResult<usize, Vec<B>> {
-            self.socket.write_vectored(bufs).await
+        #[inline]
+        pub fn write_vectored<B: IoBuf>(&self, bufs: Vec<B>) -> $crate::net::WriteVectored<'_, B> {
+            $crate::net::WriteVectored::new(&self.socket, bufs)
         }
 
         /// Data as it arrives, in the core's provided buffers: see [`RecvStream`].
@@ -242,14 +260,16 @@ macro_rules! stream_io {
         /// notification), which may be after the peer acknowledged the data: worth it
         /// for large buffers, slower than [`write`](Self::write) for small ones.
         /// Returns how many bytes were sent, which may be fewer.
-        pub async fn send_zc<B: IoBuf>(&self, buf: B) -> BufResult<usize, B> {
-            self.socket.send_zc(buf).await
+        #[inline]
+        pub fn send_zc<B: IoBuf>(&self, buf: B) -> $crate::net::SendZc<'_, B> {
+            $crate::net::SendZc::new(&self.socket, buf)
         }
 
         /// Shuts down the read half, the write half (the peer reads end of stream), or
         /// both.
-        pub async fn shutdown(&self, how: std::net::Shutdown) -> io::Result<()> {
-            self.socket.shutdown(how).await
+        #[inline]
+        pub fn shutdown(&self, how: std::net::Shutdown) -> $crate::net::ShutdownFuture<'_> {
+            $crate::net::ShutdownFuture::new(&self.socket, how)
         }
 
         /// Closes the socket through the ring and reports the kernel's answer

@@ -9,7 +9,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use crate::buf::{until_done, BufResult, IoBuf, IoBufMut, RecvBuf};
+use crate::buf::RecvBuf;
 use crate::driver::{self, ops, MultiOp, Op};
 use crate::sys::probe::Probe;
 use crate::sys::socket::{self as sys, SockAddr};
@@ -117,83 +117,6 @@ impl Socket {
         fd
     }
 
-    pub(crate) async fn accept(&self) -> io::Result<(Socket, SockAddr)> {
-        let (fd, addr) = Op::new(ops::Accept::new(self.raw())).await?;
-        Ok((Socket::from_fd(fd), addr))
-    }
-
-    pub(crate) async fn read<B: IoBufMut>(&self, buf: B) -> BufResult<usize, B> {
-        Op::new(ops::Recv::new(self.raw(), buf)).await
-    }
-
-    pub(crate) async fn write<B: IoBuf>(&self, buf: B) -> BufResult<usize, B> {
-        Op::new(ops::Send::new(self.raw(), buf)).await
-    }
-
-    /// Sends all of `buf`'s initialised bytes, resubmitting after short sends.
-    pub(crate) async fn write_all<B: IoBuf>(&self, buf: B) -> BufResult<(), B> {
-        let total = buf.bytes_init();
-        let stalled = |sent, total| {
-            io::Error::new(
-                io::ErrorKind::WriteZero,
-                format!("the socket took no more bytes after {sent} of {total}"),
-            )
-        };
-        until_done(buf, total, |rest, _| self.write(rest), stalled).await
-    }
-
-    /// Fills all of `buf` (`bytes_total` bytes); end of stream first is `UnexpectedEof`.
-    pub(crate) async fn read_exact<B: IoBufMut>(&self, buf: B) -> BufResult<(), B> {
-        let total = buf.bytes_total();
-        let stalled = |filled, total| {
-            io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                format!("the stream ended after {filled} of {total} bytes"),
-            )
-        };
-        until_done(buf, total, |rest, _| self.read(rest), stalled).await
-    }
-
-    pub(crate) async fn read_vectored<B: IoBufMut>(
-        &self,
-        bufs: Vec<B>,
-    ) -> BufResult<usize, Vec<B>> {
-        let (result, bufs) = Op::new(ops::RecvMsg::new(self.raw(), bufs)).await;
-        (result.map(|(n, _)| n), bufs)
-    }
-
-    pub(crate) async fn write_vectored<B: IoBuf>(&self, bufs: Vec<B>) -> BufResult<usize, Vec<B>> {
-        Op::new(ops::SendMsg::new(self.raw(), bufs, None)).await
-    }
-
-    pub(crate) async fn send_to<B: IoBuf>(&self, buf: B, addr: SockAddr) -> BufResult<usize, B> {
-        let (result, mut bufs) =
-            Op::new(ops::SendMsg::new(self.raw(), vec![buf], Some(addr))).await;
-        (result, bufs.pop().expect("sendmsg hands its buffer back"))
-    }
-
-    pub(crate) async fn recv_from<B: IoBufMut>(&self, buf: B) -> BufResult<(usize, SockAddr), B> {
-        let (result, mut bufs) = Op::new(ops::RecvMsg::new(self.raw(), vec![buf])).await;
-        (result, bufs.pop().expect("recvmsg hands its buffer back"))
-    }
-
-    pub(crate) async fn send_zc<B: IoBuf>(&self, buf: B) -> BufResult<usize, B> {
-        SendZcFuture {
-            op: MultiOp::new(ops::SendZc::new(self.raw(), buf)),
-            sent: None,
-        }
-        .await
-    }
-
-    pub(crate) async fn shutdown(&self, how: std::net::Shutdown) -> io::Result<()> {
-        let how = match how {
-            std::net::Shutdown::Read => libc::SHUT_RD,
-            std::net::Shutdown::Write => libc::SHUT_WR,
-            std::net::Shutdown::Both => libc::SHUT_RDWR,
-        };
-        Op::new(ops::Shutdown::new(self.raw(), how)).await
-    }
-
     /// Closes the socket through the ring, behind every SQE already queued, and
     /// reports the kernel's answer. (The ops on it were cancelled when their futures,
     /// which borrow the socket, were dropped.)
@@ -299,41 +222,6 @@ impl Drop for Socket {
             // One SQE, whatever else is in flight on the core (no cancel-by-fd sweep:
             // the ops on this fd were cancelled one by one as their futures went).
             driver::close(fd);
-        }
-    }
-}
-
-/// The future of a zero-copy send: the send's result comes first, the buffer only
-/// with the kernel's notification that it let go of it (rule 4).
-struct SendZcFuture<B: IoBuf> {
-    op: MultiOp<ops::SendZc<B>>,
-    sent: Option<io::Result<usize>>,
-}
-
-impl<B: IoBuf> Future for SendZcFuture<B> {
-    type Output = BufResult<usize, B>;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = &mut *self;
-        loop {
-            match this.op.poll_next(cx) {
-                Poll::Pending => return Poll::Pending,
-                Poll::Ready(Some(ops::ZcEvent::Sent(result))) => this.sent = Some(result),
-                Poll::Ready(Some(ops::ZcEvent::Released)) => {}
-                Poll::Ready(None) => {
-                    let buf = this
-                        .op
-                        .data_mut()
-                        .and_then(ops::SendZc::take_buf)
-                        .expect("a finished zero-copy send hands its buffer back");
-                    let result = this.sent.take().unwrap_or_else(|| {
-                        Err(io::Error::other(
-                            "the zero-copy send ended without a result",
-                        ))
-                    });
-                    return Poll::Ready((result, buf));
-                }
-            }
         }
     }
 }

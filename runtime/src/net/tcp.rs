@@ -5,10 +5,11 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::os::fd::OwnedFd;
 use std::time::Duration;
 
-use crate::buf::{BufResult, IoBuf, IoBufMut};
+use crate::buf::{IoBuf, IoBufMut};
 
 use super::{
-    domain_of, each_addr, resolve, socket_traits, stream_io, Accepted, Incoming, RecvStream, Socket,
+    domain_of, each_addr, resolve, socket_traits, stream_io, Accept, Accepted, Incoming,
+    RecvStream, Socket,
 };
 use crate::sys::socket::SockAddr;
 
@@ -61,9 +62,9 @@ impl TcpListener {
     /// Waits for a connection.
     ///
     /// If the future is dropped and a connection is accepted anyway, it is closed.
-    pub async fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
-        let (socket, addr) = self.socket.accept().await?;
-        Ok((TcpStream { socket }, addr.to_inet()?))
+    #[inline]
+    pub fn accept(&self) -> Accept<'_, TcpStream> {
+        Accept::new(&self.socket)
     }
 
     /// The connections as they come, as a `Stream` (multishot accept); see

@@ -4,10 +4,10 @@ use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::os::fd::OwnedFd;
 
-use crate::buf::{BufResult, IoBuf, IoBufMut};
+use crate::buf::{IoBuf, IoBufMut};
 use crate::sys::socket::SockAddr;
 
-use super::{domain_of, each_addr, resolve, socket_traits, Socket};
+use super::{domain_of, each_addr, resolve, socket_traits, Read, RecvFrom, SendTo, Socket, Write};
 
 /// A UDP socket: datagrams to and from any address, or to and from one peer after
 /// [`connect`](UdpSocket::connect).
@@ -59,25 +59,28 @@ impl UdpSocket {
 
     /// Sends `buf`'s initialised bytes as one datagram to `addr`; returns how many
     /// were sent.
-    pub async fn send_to<B: IoBuf>(&self, buf: B, addr: SocketAddr) -> BufResult<usize, B> {
-        self.socket.send_to(buf, SockAddr::from_inet(&addr)).await
+    #[inline]
+    pub fn send_to<B: IoBuf>(&self, buf: B, addr: SocketAddr) -> SendTo<'_, B> {
+        SendTo::new(&self.socket, buf, Ok(SockAddr::from_inet(&addr)))
     }
 
     /// Receives one datagram into `buf` (up to its capacity; the rest of a longer one
     /// is dropped); returns its length and sender.
-    pub async fn recv_from<B: IoBufMut>(&self, buf: B) -> BufResult<(usize, SocketAddr), B> {
-        let (result, buf) = self.socket.recv_from(buf).await;
-        (result.and_then(|(n, addr)| Ok((n, addr.to_inet()?))), buf)
+    #[inline]
+    pub fn recv_from<B: IoBufMut>(&self, buf: B) -> RecvFrom<'_, B> {
+        RecvFrom::new(&self.socket, buf)
     }
 
     /// Sends `buf`'s initialised bytes as one datagram to the connected peer.
-    pub async fn send<B: IoBuf>(&self, buf: B) -> BufResult<usize, B> {
-        self.socket.write(buf).await
+    #[inline]
+    pub fn send<B: IoBuf>(&self, buf: B) -> Write<'_, B> {
+        Write::new(&self.socket, buf)
     }
 
     /// Receives one datagram from the connected peer into `buf`.
-    pub async fn recv<B: IoBufMut>(&self, buf: B) -> BufResult<usize, B> {
-        self.socket.read(buf).await
+    #[inline]
+    pub fn recv<B: IoBufMut>(&self, buf: B) -> Read<'_, B> {
+        Read::new(&self.socket, buf)
     }
 
     /// This socket's address.

@@ -5,10 +5,13 @@ use std::os::fd::OwnedFd;
 use std::os::unix::net::SocketAddr;
 use std::path::Path;
 
-use crate::buf::{BufResult, IoBuf, IoBufMut};
+use crate::buf::{IoBuf, IoBufMut};
 use crate::sys::socket::{self as sys, SockAddr};
 
-use super::{socket_traits, stream_io, Accepted, Incoming, RecvStream, Socket};
+use super::{
+    socket_traits, stream_io, Accept, Accepted, Incoming, Read, RecvFrom, RecvStream, SendTo,
+    Socket, Write,
+};
 
 /// Backlog of [`UnixListener::bind`].
 const BACKLOG: i32 = 1024;
@@ -50,9 +53,9 @@ impl UnixListener {
 
     /// Waits for a connection. If the future is dropped and a connection is accepted
     /// anyway, it is closed.
-    pub async fn accept(&self) -> io::Result<(UnixStream, SocketAddr)> {
-        let (socket, addr) = self.socket.accept().await?;
-        Ok((UnixStream { socket }, addr.to_unix()?))
+    #[inline]
+    pub fn accept(&self) -> Accept<'_, UnixStream> {
+        Accept::new(&self.socket)
     }
 
     /// The connections as they come, as a `Stream` (multishot accept); see
@@ -195,27 +198,29 @@ impl UnixDatagram {
     }
 
     /// Sends `buf`'s initialised bytes as one datagram to the socket at `path`.
-    pub async fn send_to<B: IoBuf>(&self, buf: B, path: impl AsRef<Path>) -> BufResult<usize, B> {
-        match SockAddr::from_unix_path(path.as_ref()) {
-            Ok(addr) => self.socket.send_to(buf, addr).await,
-            Err(e) => (Err(e), buf),
-        }
+    /// A path that cannot be a socket address (too long, say) is an `InvalidInput`
+    /// error, with the buffer, when the future is first polled.
+    #[inline]
+    pub fn send_to<B: IoBuf>(&self, buf: B, path: impl AsRef<Path>) -> SendTo<'_, B> {
+        SendTo::new(&self.socket, buf, SockAddr::from_unix_path(path.as_ref()))
     }
 
     /// Receives one datagram into `buf`; returns its length and sender.
-    pub async fn recv_from<B: IoBufMut>(&self, buf: B) -> BufResult<(usize, SocketAddr), B> {
-        let (result, buf) = self.socket.recv_from(buf).await;
-        (result.and_then(|(n, addr)| Ok((n, addr.to_unix()?))), buf)
+    #[inline]
+    pub fn recv_from<B: IoBufMut>(&self, buf: B) -> RecvFrom<'_, B, SocketAddr> {
+        RecvFrom::new(&self.socket, buf)
     }
 
     /// Sends one datagram to the connected peer.
-    pub async fn send<B: IoBuf>(&self, buf: B) -> BufResult<usize, B> {
-        self.socket.write(buf).await
+    #[inline]
+    pub fn send<B: IoBuf>(&self, buf: B) -> Write<'_, B> {
+        Write::new(&self.socket, buf)
     }
 
     /// Receives one datagram from the connected peer.
-    pub async fn recv<B: IoBufMut>(&self, buf: B) -> BufResult<usize, B> {
-        self.socket.read(buf).await
+    #[inline]
+    pub fn recv<B: IoBufMut>(&self, buf: B) -> Read<'_, B> {
+        Read::new(&self.socket, buf)
     }
 
     /// This socket's address.
