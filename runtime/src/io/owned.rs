@@ -38,27 +38,3 @@ pub trait AsyncWriteOwned {
     /// Writes all of `buf`'s initialised bytes.
     fn write_all<B: IoBuf>(&self, buf: B) -> impl Future<Output = BufResult<(), B>>;
 }
-
-macro_rules! owned_io {
-    ($($ty:ty),*) => {$(
-        impl AsyncReadOwned for $ty {
-            fn read<B: IoBufMut>(&self, buf: B) -> impl Future<Output = BufResult<usize, B>> {
-                <$ty>::read(self, buf)
-            }
-            fn read_exact<B: IoBufMut>(&self, buf: B) -> impl Future<Output = BufResult<(), B>> {
-                <$ty>::read_exact(self, buf)
-            }
-        }
-
-        impl AsyncWriteOwned for $ty {
-            fn write<B: IoBuf>(&self, buf: B) -> impl Future<Output = BufResult<usize, B>> {
-                <$ty>::write(self, buf)
-            }
-            fn write_all<B: IoBuf>(&self, buf: B) -> impl Future<Output = BufResult<(), B>> {
-                <$ty>::write_all(self, buf)
-            }
-        }
-    )*};
-}
-
-owned_io!(crate::net::TcpStream, crate::net::UnixStream);

@@ -311,3 +311,29 @@ macro_rules! socket_traits {
     };
 }
 use socket_traits;
+
+/// The owned-buffer traits of `io/` (which holds traits only) for the stream types,
+/// forwarding to their inherent calls.
+macro_rules! owned_io {
+    ($($ty:ty),*) => {$(
+        impl crate::io::AsyncReadOwned for $ty {
+            fn read<B: crate::buf::IoBufMut>(&self, buf: B) -> impl std::future::Future<Output = crate::buf::BufResult<usize, B>> {
+                <$ty>::read(self, buf)
+            }
+            fn read_exact<B: crate::buf::IoBufMut>(&self, buf: B) -> impl std::future::Future<Output = crate::buf::BufResult<(), B>> {
+                <$ty>::read_exact(self, buf)
+            }
+        }
+
+        impl crate::io::AsyncWriteOwned for $ty {
+            fn write<B: crate::buf::IoBuf>(&self, buf: B) -> impl std::future::Future<Output = crate::buf::BufResult<usize, B>> {
+                <$ty>::write(self, buf)
+            }
+            fn write_all<B: crate::buf::IoBuf>(&self, buf: B) -> impl std::future::Future<Output = crate::buf::BufResult<(), B>> {
+                <$ty>::write_all(self, buf)
+            }
+        }
+    )*};
+}
+
+owned_io!(TcpStream, UnixStream);
