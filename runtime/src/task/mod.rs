@@ -18,6 +18,7 @@
 
 use std::any::Any;
 use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
 use std::fmt;
 use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -105,6 +106,10 @@ struct State {
     /// task looks nothing up. A tick takes the whole queue at once (a swap) when it
     /// holds no more than the tick's budget.
     queue: Vec<Ready>,
+    /// Entries older than all of `queue`, left over when a tick found more than its
+    /// budget: each entry moves here at most once, and ticks take from its front, so
+    /// a long queue costs no more per task than a short one.
+    backlog: VecDeque<Ready>,
 }
 
 struct Entry {
@@ -184,6 +189,7 @@ impl Tasks {
             state: RefCell::new(State {
                 table: Slab::new(),
                 queue: Vec::new(),
+                backlog: VecDeque::new(),
             }),
             generation: Cell::new(0),
             main_woken: Cell::new(false),
@@ -311,7 +317,10 @@ impl Tasks {
     }
 
     pub(crate) fn has_ready(&self) -> bool {
-        self.main_woken.get() || !self.state.borrow().queue.is_empty()
+        self.main_woken.get() || {
+            let state = self.state.borrow();
+            !state.queue.is_empty() || !state.backlog.is_empty()
+        }
     }
 
     /// Tasks spawned and not yet finished (the main future is not one).
@@ -325,17 +334,22 @@ impl Tasks {
     pub(crate) fn take_batch(&self, batch: &mut Vec<Ready>, max: usize) -> bool {
         debug_assert!(batch.is_empty());
         let mut state = self.state.borrow_mut();
-        let n = state.queue.len();
-        if n == 0 {
-            return false;
+        let state = &mut *state;
+        if state.backlog.is_empty() {
+            let n = state.queue.len();
+            if n == 0 {
+                return false;
+            }
+            if n <= max {
+                std::mem::swap(batch, &mut state.queue);
+                self.counters.tasks_polled.add(n as u64);
+                return true;
+            }
+            state.backlog.extend(state.queue.drain(..));
         }
-        if n <= max {
-            std::mem::swap(batch, &mut state.queue);
-        } else {
-            batch.extend(state.queue.drain(..max));
-        }
-        drop(state);
-        self.counters.tasks_polled.add(n.min(max) as u64);
+        let n = state.backlog.len().min(max);
+        batch.extend(state.backlog.drain(..n));
+        self.counters.tasks_polled.add(n as u64);
         true
     }
 
@@ -358,14 +372,15 @@ impl Tasks {
     /// are cancelled at once.
     pub(crate) fn close(&self) -> usize {
         self.closing.set(true);
-        let (table, queue) = {
+        let (table, queue, backlog) = {
             let mut state = self.state.borrow_mut();
             (
                 std::mem::take(&mut state.table),
                 std::mem::take(&mut state.queue),
+                std::mem::take(&mut state.backlog),
             )
         };
-        drop(queue);
+        drop((queue, backlog));
         let cancelled = table.len();
         for (_, entry) in table {
             entry.task.run.cancel();
