@@ -80,6 +80,7 @@ use std::task::Waker;
 
 pub mod mpsc;
 pub mod oneshot;
+mod ring;
 
 /// Makes a channel for one value: the sender sends it once and the receiver awaits it.
 ///

@@ -1,64 +1,36 @@
 //! Many senders, one receiver: bounded ([`channel`]) or unbounded ([`unbounded`]).
 //!
-//! # State
+//! # Bounded channels
 //!
-//! The endpoints of one channel share a count of live senders and, behind one mutex,
-//! this state:
+//! A bounded channel is a ring of `cap` slots shared by its endpoints (the `ring`
+//! module holds the protocol). Senders fill slots and the receiver empties them
+//! without a lock: on its fast path a send is one compare-exchange on the position
+//! senders share (on a cache line that stays with the sending thread while one
+//! thread sends) and one locked store of the slot's stamp; a receive is one locked
+//! store of the stamp. Neither reads the other side's position, so only the slots'
+//! cache lines travel between cores, with the values in them.
 //!
-//! | field | holds | changed by |
-//! |---|---|---|
-//! | `queue` | values sent and not yet received | senders push; the receiver pops (or takes it all) |
-//! | `rx_waker` | the receiver's waker, while it waits | the receiver stores it; whatever lets it progress takes it |
-//! | `waiters` | bounded only: the sends waiting for a slot, oldest first | each send adds and removes its own entry |
-//! | `reserved` | how many waiters hold a granted slot | grants add one; a granted send that fills or gives up its slot removes one |
-//! | `closed` | the receiver closed the channel or was dropped | the receiver, once |
-//! | `senders_gone` | the last sender was dropped | the last sender, once |
+//! A mutex is taken only to start or stop waiting: by the receiver when the ring is
+//! empty, by sends when it is full, and by whichever side then wakes the other.
 //!
-//! # Capacity and order (bounded channels)
+//! - **Order.** Values from one sender arrive in the order it sent them; values of
+//!   different senders in the order their sends took a slot.
+//! - **Backpressure and fairness.** Sends that find the ring full wait in arrival
+//!   order; while any waits, a new send (and [`Sender::try_send`]) queues behind them
+//!   instead of taking a slot. Only the first waiter retries, each time the receiver
+//!   empties a slot; when it leaves (sent, failed, or dropped) the next one takes its
+//!   turn, woken at once if a slot is already free, so a cancelled send never
+//!   strands a slot.
+//! - **Wakes.** A waiting endpoint is woken exactly when the other side makes
+//!   progress it could use; nothing spins, on either side, while idle.
 //!
-//! The slots in use are `queue.len() + reserved`. The channel keeps three facts:
+//! # Unbounded channels
 //!
-//! 1. `queue.len() + reserved <= cap`;
-//! 2. the first `reserved` entries of `waiters` are exactly the granted ones;
-//! 3. while some waiter has no slot, all `cap` slots are in use.
-//!
-//! A new send takes a free slot at once only when every waiter already has a slot, so
-//! it never overtakes a send that waits; otherwise it joins the end of `waiters` (by
-//! 3 there is no free slot to take anyway). Only two steps free a slot while the
-//! channel is open: the receiver taking a value, and a granted send being dropped
-//! before it filled its slot. Each grants the freed slot on the spot to the first
-//! waiter without one, which keeps 1 to 3. A granted send that fills its slot moves
-//! one from `reserved` to `queue`; a send dropped before its grant frees nothing.
-//! So slots go to waiting sends in arrival order, and (by 3) no slot stays free while
-//! a send waits: a cancelled send never strands capacity.
-//!
-//! # Why no wake is lost
-//!
-//! A waiting endpoint checks its condition and stores its waker under the lock, and
-//! every change that could satisfy the condition is made under the same lock and takes
-//! the stored waker. A change therefore comes either before the check, which sees it,
-//! or after the waker was stored, and wakes it.
-//!
-//! - The receiver waits only on an empty queue of an open channel with live senders.
-//!   A push and the last sender's drop take `rx_waker`; closing is the receiver's own
-//!   doing.
-//! - A send waits only for a grant or for the channel to close. A grant takes that
-//!   waiter's waker; a close (or the receiver's drop) takes every waiter's waker.
-//! - A granted send dropped before it filled its slot hands the grant on as above,
-//!   waking the next waiter, so a wake it received is never swallowed.
-//!
-//! Wakers are taken, not cloned, when they are woken: a sender that finds no waiter
-//! stored wakes nobody. A waiter stores its waker again on every pending poll, and
-//! skips the clone when [`Waker::will_wake`] says the stored one wakes the same task.
-//! Wakes happen after the lock is released, and values are never dropped under it
-//! (the receiver's drop moves the queue out first).
-//!
-//! # Batches (unbounded channels)
-//!
-//! When its own buffer is empty, the receiver of an unbounded channel swaps it with
-//! the shared queue, under one lock, and then receives the whole batch without
-//! locking. A bounded receiver takes one value per lock instead, because the slot of
-//! a received value must be freed, and granted to a waiting send, at once.
+//! An unbounded channel keeps its queue behind one `std::sync::Mutex`. When its own
+//! buffer is empty, the receiver swaps it with the shared queue, under one lock, and
+//! then receives the whole batch without locking. No user code runs under the lock:
+//! values are moved in and out, never dropped there, and wakers are woken only after
+//! the lock is released.
 
 use std::collections::VecDeque;
 use std::error::Error;
@@ -73,6 +45,7 @@ use std::task::{ready, Context, Poll, Waker};
 
 use futures_core::Stream;
 
+use super::ring::{Refused, Ring};
 use super::{lock, register};
 
 /// Makes a bounded channel that buffers at most `cap` values.
@@ -92,18 +65,19 @@ use super::{lock, register};
 ///
 /// # Panics
 ///
-/// If `cap` is 0: a channel without room for one value cannot carry anything.
+/// If `cap` is 0 (a channel without room for one value cannot carry anything) or
+/// above `usize::MAX / 8`.
 pub fn channel<T>(cap: usize) -> (Sender<T>, Receiver<T>) {
     assert!(
         cap > 0,
         "runtime::channel::mpsc::channel: the capacity must be at least 1"
     );
-    let shared = Arc::new(Shared::new(Some(cap)));
+    let ring = Arc::new(Ring::new(cap));
     (
-        Sender {
-            shared: shared.clone(),
+        Sender { ring: ring.clone() },
+        Receiver {
+            inner: Inner::Bounded { ring, head: 0 },
         },
-        Receiver::new(shared),
     )
 }
 
@@ -123,19 +97,22 @@ pub fn channel<T>(cap: usize) -> (Sender<T>, Receiver<T>) {
 /// # });
 /// ```
 pub fn unbounded<T>() -> (UnboundedSender<T>, Receiver<T>) {
-    let shared = Arc::new(Shared::new(None));
+    let shared = Arc::new(Shared::new());
     (
         UnboundedSender {
             shared: shared.clone(),
         },
-        Receiver::new(shared),
+        Receiver {
+            inner: Inner::Unbounded {
+                shared,
+                batch: VecDeque::new(),
+            },
+        },
     )
 }
 
-/// What all endpoints of one channel share.
+/// What the endpoints of one unbounded channel share.
 struct Shared<T> {
-    /// The capacity, or `None` for an unbounded channel.
-    cap: Option<usize>,
     /// Live senders; the lock is taken only when the last one goes.
     senders: AtomicUsize,
     state: Mutex<State<T>>,
@@ -144,34 +121,17 @@ struct Shared<T> {
 struct State<T> {
     queue: VecDeque<T>,
     rx_waker: Option<Waker>,
-    /// Sends waiting for a slot, by ticket (oldest first); granted ones first.
-    waiters: VecDeque<Waiter>,
-    /// How many waiters hold a granted slot.
-    reserved: usize,
-    next_ticket: u64,
     closed: bool,
     senders_gone: bool,
 }
 
-/// A send waiting for a slot of a bounded channel.
-struct Waiter {
-    ticket: u64,
-    /// `None` once taken to wake the send, until it polls again.
-    waker: Option<Waker>,
-    granted: bool,
-}
-
 impl<T> Shared<T> {
-    fn new(cap: Option<usize>) -> Shared<T> {
+    fn new() -> Shared<T> {
         Shared {
-            cap,
             senders: AtomicUsize::new(1),
             state: Mutex::new(State {
                 queue: VecDeque::new(),
                 rx_waker: None,
-                waiters: VecDeque::new(),
-                reserved: 0,
-                next_ticket: 0,
                 closed: false,
                 senders_gone: false,
             }),
@@ -180,12 +140,6 @@ impl<T> Shared<T> {
 
     fn lock(&self) -> MutexGuard<'_, State<T>> {
         lock(&self.state)
-    }
-
-    fn add_sender(&self) {
-        // A new sender is made from a live one, so the count cannot be zero here and
-        // needs no ordering with anything else.
-        self.senders.fetch_add(1, Ordering::Relaxed);
     }
 
     fn drop_sender(&self) {
@@ -197,71 +151,6 @@ impl<T> Shared<T> {
         let rx = state.rx_waker.take();
         drop(state);
         wake(rx);
-    }
-
-    fn is_closed(&self) -> bool {
-        self.lock().closed
-    }
-
-    /// Queues `value`, releases the lock and wakes the receiver if it waits. The caller
-    /// has checked that the channel is open and, if bounded, that it holds a slot.
-    fn push(&self, mut state: MutexGuard<'_, State<T>>, value: T) {
-        state.queue.push_back(value);
-        let rx = state.rx_waker.take();
-        drop(state);
-        wake(rx);
-    }
-}
-
-impl<T> State<T> {
-    /// Whether a new send may fill a slot now: one is free and no waiter lacks one.
-    fn has_free_slot(&self, cap: usize) -> bool {
-        self.waiters.len() == self.reserved && self.queue.len() + self.reserved < cap
-    }
-
-    /// Grants a freed slot to the first waiter without one; returns its waker.
-    fn grant_next(&mut self) -> Option<Waker> {
-        if self.closed {
-            return None;
-        }
-        let waiter = self.waiters.get_mut(self.reserved)?;
-        waiter.granted = true;
-        self.reserved += 1;
-        waiter.waker.take()
-    }
-
-    fn position(&self, ticket: u64) -> Option<usize> {
-        self.waiters
-            .binary_search_by_key(&ticket, |w| w.ticket)
-            .ok()
-    }
-
-    /// Removes a waiter; a slot it held goes to the next waiter.
-    ///
-    /// Returns the removed waiter's own waker (to drop after unlocking) and the waker of
-    /// the send now granted, if any.
-    fn leave(&mut self, index: usize) -> (Option<Waker>, Option<Waker>) {
-        let Some(waiter) = self.waiters.remove(index) else {
-            return (None, None);
-        };
-        if waiter.granted {
-            self.reserved -= 1;
-            (waiter.waker, self.grant_next())
-        } else {
-            (waiter.waker, None)
-        }
-    }
-
-    fn is_disconnected(&self) -> bool {
-        self.closed || self.senders_gone
-    }
-
-    /// Takes every waiting send's waker, for a close.
-    fn take_waiter_wakers(&mut self) -> Vec<Waker> {
-        self.waiters
-            .iter_mut()
-            .filter_map(|w| w.waker.take())
-            .collect()
     }
 }
 
@@ -276,7 +165,7 @@ fn wake(waker: Option<Waker>) {
 /// Clone it to send from several places; it is `Send + Sync` when `T` is `Send`. The
 /// receiver sees the end of the channel once every clone is dropped.
 pub struct Sender<T> {
-    shared: Arc<Shared<T>>,
+    ring: Arc<Ring<T>>,
 }
 
 impl<T> Sender<T> {
@@ -286,8 +175,9 @@ impl<T> Sender<T> {
     /// not overtake them. Fails, handing the value back, if the receiver has closed the
     /// channel or been dropped (also while the send waits).
     ///
-    /// Cancel-safe: dropping the future before it completes sends nothing, and a slot
-    /// already granted to it passes to the next waiting send.
+    /// Cancel-safe: dropping the future before it completes sends nothing, and a turn
+    /// it was given passes to the next waiting send.
+    #[inline]
     pub fn send(&self, value: T) -> SendFuture<'_, T> {
         SendFuture {
             sender: self,
@@ -300,50 +190,52 @@ impl<T> Sender<T> {
     ///
     /// A slot counts as free only if no send is already waiting for one.
     pub fn try_send(&self, value: T) -> Result<(), TrySendError<T>> {
-        let state = self.shared.lock();
-        if state.closed {
-            return Err(TrySendError::Closed(value));
+        if self.ring.sends_wait() {
+            return Err(if self.ring.is_closed() {
+                TrySendError::Closed(value)
+            } else {
+                TrySendError::Full(value)
+            });
         }
-        if !state.has_free_slot(self.max_capacity()) {
-            return Err(TrySendError::Full(value));
-        }
-        self.shared.push(state, value);
-        Ok(())
+        self.ring.try_push(value).map_err(|refused| match refused {
+            Refused::Full(value) => TrySendError::Full(value),
+            Refused::Closed(value) => TrySendError::Closed(value),
+        })
     }
 
     /// Whether the receiver has closed the channel or been dropped: every later send
     /// fails.
     pub fn is_closed(&self) -> bool {
-        self.shared.is_closed()
+        self.ring.is_closed()
     }
 
-    /// How many values could be sent now without waiting (0 while sends wait).
+    /// How many values could be sent now without waiting (0 while sends wait); a
+    /// snapshot while the channel is in use.
     pub fn capacity(&self) -> usize {
-        let state = self.shared.lock();
-        if state.waiters.len() > state.reserved {
+        if self.ring.sends_wait() {
             return 0;
         }
-        self.max_capacity() - state.queue.len() - state.reserved
+        self.ring.cap() - self.ring.len()
     }
 
     /// The capacity the channel was made with.
     pub fn max_capacity(&self) -> usize {
-        self.shared.cap.unwrap_or(usize::MAX)
+        self.ring.cap()
     }
 }
 
 impl<T> Clone for Sender<T> {
     fn clone(&self) -> Sender<T> {
-        self.shared.add_sender();
+        self.ring.add_sender();
         Sender {
-            shared: self.shared.clone(),
+            ring: self.ring.clone(),
         }
     }
 }
 
 impl<T> Drop for Sender<T> {
     fn drop(&mut self) {
-        self.shared.drop_sender();
+        self.ring.drop_sender();
     }
 }
 
@@ -372,75 +264,34 @@ impl<T> Unpin for SendFuture<'_, T> {}
 impl<T> Future for SendFuture<'_, T> {
     type Output = Result<(), SendError<T>>;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
         ready!(crate::coop::poll_proceed(cx));
-        let Some(value) = this.value.take() else {
+        let ring = &this.sender.ring;
+        if this.ticket.is_none() && !ring.sends_wait() {
+            let Some(value) = this.value.take() else {
+                panic!("runtime::channel::mpsc::SendFuture polled after it completed");
+            };
+            match ring.try_push(value) {
+                Ok(()) => return Poll::Ready(Ok(())),
+                Err(Refused::Closed(value)) => return Poll::Ready(Err(SendError(value))),
+                Err(Refused::Full(value)) => this.value = Some(value),
+            }
+        }
+        if this.value.is_none() {
             panic!("runtime::channel::mpsc::SendFuture polled after it completed");
-        };
-        let shared = &this.sender.shared;
-        let mut state = shared.lock();
-        let index = this.ticket.and_then(|ticket| state.position(ticket));
-
-        if state.closed {
-            this.ticket = None;
-            let own = index.map(|i| state.leave(i));
-            drop(state);
-            drop(own);
-            return Poll::Ready(Err(SendError(value)));
         }
-
-        let may_push = match index {
-            Some(i) => state.waiters[i].granted,
-            None => state.has_free_slot(this.sender.max_capacity()),
-        };
-        if may_push {
-            let mut own = None;
-            if let Some(i) = index {
-                // The granted slot turns into the queued value: slots in use stay the same.
-                own = state.waiters.remove(i).and_then(|w| w.waker);
-                state.reserved -= 1;
-            }
-            this.ticket = None;
-            shared.push(state, value);
-            drop(own);
-            return Poll::Ready(Ok(()));
-        }
-
-        let old = match index {
-            Some(i) => register(&mut state.waiters[i].waker, cx.waker()),
-            None => {
-                let ticket = state.next_ticket;
-                state.next_ticket += 1;
-                state.waiters.push_back(Waiter {
-                    ticket,
-                    waker: Some(cx.waker().clone()),
-                    granted: false,
-                });
-                this.ticket = Some(ticket);
-                None
-            }
-        };
-        drop(state);
-        drop(old);
-        this.value = Some(value);
-        Poll::Pending
+        ring.poll_wait_send(&mut this.value, &mut this.ticket, cx.waker())
+            .map_err(SendError)
     }
 }
 
 impl<T> Drop for SendFuture<'_, T> {
     fn drop(&mut self) {
-        let Some(ticket) = self.ticket.take() else {
-            return;
-        };
-        let mut state = self.sender.shared.lock();
-        let (own, next) = match state.position(ticket) {
-            Some(i) => state.leave(i),
-            None => (None, None),
-        };
-        drop(state);
-        drop(own);
-        wake(next);
+        if let Some(ticket) = self.ticket.take() {
+            self.sender.ring.cancel_wait(ticket);
+        }
         // The unsent value drops with the future's fields, after the lock is released.
     }
 }
@@ -465,24 +316,29 @@ impl<T> UnboundedSender<T> {
     /// Sends `value` at once, or hands it back if the receiver has closed the channel
     /// or been dropped.
     pub fn send(&self, value: T) -> Result<(), SendError<T>> {
-        let state = self.shared.lock();
+        let mut state = self.shared.lock();
         if state.closed {
             return Err(SendError(value));
         }
-        self.shared.push(state, value);
+        state.queue.push_back(value);
+        let rx = state.rx_waker.take();
+        drop(state);
+        wake(rx);
         Ok(())
     }
 
     /// Whether the receiver has closed the channel or been dropped: every later send
     /// fails.
     pub fn is_closed(&self) -> bool {
-        self.shared.is_closed()
+        self.shared.lock().closed
     }
 }
 
 impl<T> Clone for UnboundedSender<T> {
     fn clone(&self) -> UnboundedSender<T> {
-        self.shared.add_sender();
+        // A new sender is made from a live one, so the count cannot be zero here and
+        // needs no ordering with anything else.
+        self.shared.senders.fetch_add(1, Ordering::Relaxed);
         UnboundedSender {
             shared: self.shared.clone(),
         }
@@ -506,42 +362,58 @@ impl<T> fmt::Debug for UnboundedSender<T> {
 /// There is one receiver per channel: it is `Send` (when `T` is), not `Clone`. It is
 /// also a [`Stream`] of the values.
 pub struct Receiver<T> {
-    shared: Arc<Shared<T>>,
-    /// Values already taken from the shared queue, received without the lock
-    /// (unbounded channels only).
-    batch: VecDeque<T>,
+    inner: Inner<T>,
+}
+
+enum Inner<T> {
+    Bounded {
+        ring: Arc<Ring<T>>,
+        /// The next position to receive; only this receiver moves it.
+        head: usize,
+    },
+    Unbounded {
+        shared: Arc<Shared<T>>,
+        /// Values already taken from the shared queue, received without the lock.
+        batch: VecDeque<T>,
+    },
 }
 
 // Values are only ever moved, never pinned in place.
 impl<T> Unpin for Receiver<T> {}
 
 impl<T> Receiver<T> {
-    fn new(shared: Arc<Shared<T>>) -> Receiver<T> {
-        Receiver {
-            shared,
-            batch: VecDeque::new(),
-        }
-    }
-
     /// Receives the next value, waiting for one if none is queued.
     ///
     /// Gives `None` once the channel is closed (every sender dropped, or
     /// [`close`](Receiver::close) called) and every queued value has been received.
     /// Cancel-safe: a value is taken only when the future completes.
+    #[inline]
     pub fn recv(&mut self) -> Recv<'_, T> {
         Recv { receiver: self }
     }
 
     /// Receives the next value if one is queued, without waiting.
     pub fn try_recv(&mut self) -> Result<T, TryRecvError> {
-        if let Some(value) = self.batch.pop_front() {
-            return Ok(value);
+        match &mut self.inner {
+            Inner::Bounded { ring, head } => {
+                // SAFETY: this is the channel's one receiver, and `head` is its own.
+                if let Some(value) = unsafe { ring.pop(head) } {
+                    return Ok(value);
+                }
+                if !ring.is_finished(*head) {
+                    return Err(TryRecvError::Empty);
+                }
+                // SAFETY: as above; values stamped before the last sender left.
+                unsafe { ring.pop(head) }.ok_or(TryRecvError::Disconnected)
+            }
+            Inner::Unbounded { shared, batch } => {
+                if let Some(value) = batch.pop_front() {
+                    return Ok(value);
+                }
+                let mut state = shared.lock();
+                take_batch(&mut state, batch)
+            }
         }
-        let mut state = self.shared.lock();
-        let (value, granted) = take(self.shared.cap.is_some(), &mut state, &mut self.batch)?;
-        drop(state);
-        wake(granted);
-        Ok(value)
     }
 
     /// Polls for the next value: what [`recv`](Receiver::recv) does, for code that
@@ -549,24 +421,32 @@ impl<T> Receiver<T> {
     ///
     /// On `Pending`, the waker of `cx` is woken once a value arrives or the last
     /// sender is dropped; only the waker of the latest poll is kept.
+    #[inline]
     pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<T>> {
         ready!(crate::coop::poll_proceed(cx));
-        if let Some(value) = self.batch.pop_front() {
-            return Poll::Ready(Some(value));
-        }
-        let mut state = self.shared.lock();
-        match take(self.shared.cap.is_some(), &mut state, &mut self.batch) {
-            Ok((value, granted)) => {
-                drop(state);
-                wake(granted);
-                Poll::Ready(Some(value))
+        match &mut self.inner {
+            Inner::Bounded { ring, head } => {
+                // SAFETY: this is the channel's one receiver, and `head` is its own.
+                if let Some(value) = unsafe { ring.pop(head) } {
+                    return Poll::Ready(Some(value));
+                }
+                poll_park(ring, head, cx.waker())
             }
-            Err(TryRecvError::Disconnected) => Poll::Ready(None),
-            Err(TryRecvError::Empty) => {
-                let old = register(&mut state.rx_waker, cx.waker());
-                drop(state);
-                drop(old);
-                Poll::Pending
+            Inner::Unbounded { shared, batch } => {
+                if let Some(value) = batch.pop_front() {
+                    return Poll::Ready(Some(value));
+                }
+                let mut state = shared.lock();
+                match take_batch(&mut state, batch) {
+                    Ok(value) => Poll::Ready(Some(value)),
+                    Err(TryRecvError::Disconnected) => Poll::Ready(None),
+                    Err(TryRecvError::Empty) => {
+                        let old = register(&mut state.rx_waker, cx.waker());
+                        drop(state);
+                        drop(old);
+                        Poll::Pending
+                    }
+                }
             }
         }
     }
@@ -576,52 +456,64 @@ impl<T> Receiver<T> {
     /// Every send from now on fails (waiting ones too), while the values already
     /// queued can still be received; after them, [`recv`](Receiver::recv) gives `None`.
     pub fn close(&mut self) {
-        let mut state = self.shared.lock();
-        if state.closed {
-            return;
+        match &mut self.inner {
+            Inner::Bounded { ring, .. } => ring.close(),
+            Inner::Unbounded { shared, .. } => shared.lock().closed = true,
         }
-        state.closed = true;
-        let waiters = state.take_waiter_wakers();
-        drop(state);
-        waiters.into_iter().for_each(Waker::wake);
     }
 }
 
-/// Takes the next value from the shared state, with the waker of a send that was granted
-/// the slot it freed. Called with the receiver's batch empty.
-fn take<T>(
-    bounded: bool,
-    state: &mut State<T>,
-    batch: &mut VecDeque<T>,
-) -> Result<(T, Option<Waker>), TryRecvError> {
+/// The bounded receiver found the ring empty: it parks, then looks again.
+#[cold]
+fn poll_park<T>(ring: &Ring<T>, head: &mut usize, waker: &Waker) -> Poll<Option<T>> {
+    ring.park_receiver(waker);
+    // SAFETY (both pops): called by the channel's one receiver, with its own `head`.
+    if let Some(value) = unsafe { ring.pop(head) } {
+        ring.unpark_receiver();
+        return Poll::Ready(Some(value));
+    }
+    if ring.is_finished(*head) {
+        ring.unpark_receiver();
+        // Values stamped before the last sender left are still to be taken.
+        return Poll::Ready(unsafe { ring.pop(head) });
+    }
+    Poll::Pending
+}
+
+/// Takes the next value from an unbounded channel's shared queue, and the rest of the
+/// queue into the receiver's (empty) batch.
+fn take_batch<T>(state: &mut State<T>, batch: &mut VecDeque<T>) -> Result<T, TryRecvError> {
     let Some(value) = state.queue.pop_front() else {
-        return Err(if state.is_disconnected() {
+        return Err(if state.closed || state.senders_gone {
             TryRecvError::Disconnected
         } else {
             TryRecvError::Empty
         });
     };
-    if bounded {
-        Ok((value, state.grant_next()))
-    } else {
-        // The batch is empty: trade it (and its allocation) for the rest of the queue.
-        mem::swap(batch, &mut state.queue);
-        Ok((value, None))
-    }
+    // The batch is empty: trade it (and its allocation) for the rest of the queue.
+    mem::swap(batch, &mut state.queue);
+    Ok(value)
 }
 
 impl<T> Drop for Receiver<T> {
     fn drop(&mut self) {
-        let mut state = self.shared.lock();
-        state.closed = true;
-        let queued = mem::take(&mut state.queue);
-        let waiters = state.take_waiter_wakers();
-        let own = state.rx_waker.take();
-        drop(state);
-        drop(queued);
-        drop(own);
-        waiters.into_iter().for_each(Waker::wake);
-        // `self.batch` drops after this, with no lock held.
+        match &mut self.inner {
+            Inner::Bounded { ring, head } => {
+                // SAFETY: this is the channel's one receiver, and `head` is its own.
+                let left = unsafe { ring.drain(head) };
+                drop(left);
+            }
+            Inner::Unbounded { shared, .. } => {
+                let mut state = shared.lock();
+                state.closed = true;
+                let queued = mem::take(&mut state.queue);
+                let own = state.rx_waker.take();
+                drop(state);
+                drop(queued);
+                drop(own);
+                // The batch drops after this, with no lock held.
+            }
+        }
     }
 }
 
@@ -636,7 +528,7 @@ impl<T> Stream for Receiver<T> {
 impl<T> fmt::Debug for Receiver<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Receiver")
-            .field("bounded", &self.shared.cap.is_some())
+            .field("bounded", &matches!(self.inner, Inner::Bounded { .. }))
             .finish_non_exhaustive()
     }
 }
@@ -650,6 +542,7 @@ pub struct Recv<'a, T> {
 impl<T> Future for Recv<'_, T> {
     type Output = Option<T>;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<T>> {
         self.get_mut().receiver.poll_recv(cx)
     }
@@ -855,39 +748,67 @@ mod tests {
 
     #[test]
     fn sends_to_a_receiver_that_does_not_wait_wake_nobody() {
-        let (tx, mut rx) = channel(4);
-        tx.try_send(1).unwrap();
-        assert_eq!(rx.try_recv(), Ok(1));
-        assert!(rx.shared.lock().rx_waker.is_none());
+        for bounded in [true, false] {
+            let (bounded_tx, unbounded_tx, mut rx) = if bounded {
+                let (tx, rx) = channel(4);
+                (Some(tx), None, rx)
+            } else {
+                let (tx, rx) = unbounded();
+                (None, Some(tx), rx)
+            };
+            let send = |v| match (&bounded_tx, &unbounded_tx) {
+                (Some(tx), _) => tx.try_send(v).unwrap(),
+                (_, Some(tx)) => tx.send(v).unwrap(),
+                _ => unreachable!(),
+            };
+            let (count, waker) = counting();
+            let mut cx = Context::from_waker(&waker);
+            assert!(rx.poll_recv(&mut cx).is_pending());
+            send(1);
+            assert_eq!(count.0.load(Ordering::SeqCst), 1);
+            assert_eq!(rx.poll_recv(&mut cx), Poll::Ready(Some(1)));
+            // The receiver is not waiting now: these wake nothing.
+            send(2);
+            send(3);
+            assert_eq!(count.0.load(Ordering::SeqCst), 1, "bounded: {bounded}");
+            assert_eq!(rx.try_recv(), Ok(2));
+            assert_eq!(rx.try_recv(), Ok(3));
+        }
     }
 
     #[test]
-    fn slots_in_use_never_exceed_the_capacity() {
+    fn slots_in_use_never_exceed_the_capacity_and_a_dropped_first_waiter_hands_on() {
         let (tx, mut rx) = channel(2);
-        let (_, waker) = counting();
+        let (count, waker) = counting();
         tx.try_send(0).unwrap();
         tx.try_send(1).unwrap();
+        assert_eq!(tx.capacity(), 0);
         let mut sends: Vec<_> = (2..6).map(|i| tx.send(i)).collect();
         for send in &mut sends {
             assert!(poll(send, &waker).is_pending());
         }
-        let check = |rx: &Receiver<i32>| {
-            let state = rx.shared.lock();
-            assert!(state.queue.len() + state.reserved <= 2);
-            assert!(
-                state.waiters.len() == state.reserved || state.queue.len() + state.reserved == 2
-            );
-        };
-        check(&rx);
+        let len = |tx: &Sender<i32>| tx.ring.len();
+        assert_eq!(len(&tx), 2);
         assert_eq!(rx.try_recv(), Ok(0));
-        check(&rx);
-        // The first waiter holds the slot; dropping it hands the slot to the second.
+        // Only the first waiter is woken for the slot.
+        assert_eq!(count.0.load(Ordering::SeqCst), 1);
+        assert_eq!(len(&tx), 1);
+        assert!(matches!(tx.try_send(9), Err(TrySendError::Full(9))));
+        // The first waiter gives up: its turn, and the free slot, go to the second.
         drop(sends.remove(0));
-        check(&rx);
+        assert_eq!(count.0.load(Ordering::SeqCst), 2);
         assert_eq!(poll(&mut sends[0], &waker), Poll::Ready(Ok(())));
-        check(&rx);
+        drop(sends.remove(0));
+        assert_eq!(len(&tx), 2);
+        assert!(poll(&mut sends[0], &waker).is_pending(), "4 waits: full");
         assert_eq!(rx.try_recv(), Ok(1));
         assert_eq!(rx.try_recv(), Ok(3));
-        check(&rx);
+        assert_eq!(len(&tx), 0);
+        for send in &mut sends {
+            assert_eq!(poll(send, &waker), Poll::Ready(Ok(())));
+        }
+        assert_eq!(rx.try_recv(), Ok(4));
+        assert_eq!(rx.try_recv(), Ok(5));
+        assert_eq!(tx.capacity(), 2);
     }
 }
