@@ -467,7 +467,7 @@ impl<T> Receiver<T> {
 #[cold]
 fn poll_park<T>(ring: &Ring<T>, head: &mut usize, waker: &Waker) -> Poll<Option<T>> {
     ring.park_receiver(waker);
-    // SAFETY (both pops): called by the channel's one receiver, with its own `head`.
+    // SAFETY: called by the channel's one receiver, with its own `head`.
     if let Some(value) = unsafe { ring.pop(head) } {
         ring.unpark_receiver();
         return Poll::Ready(Some(value));
@@ -475,6 +475,7 @@ fn poll_park<T>(ring: &Ring<T>, head: &mut usize, waker: &Waker) -> Poll<Option<
     if ring.is_finished(*head) {
         ring.unpark_receiver();
         // Values stamped before the last sender left are still to be taken.
+        // SAFETY: as above.
         return Poll::Ready(unsafe { ring.pop(head) });
     }
     Poll::Pending
