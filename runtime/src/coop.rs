@@ -48,6 +48,7 @@ impl Drop for BudgetGuard {
 }
 
 /// Spends one unit, or wakes the task and returns `Pending` if none is left.
+#[inline]
 pub(crate) fn poll_proceed(cx: &mut Context<'_>) -> Poll<()> {
     REMAINING.with(|r| match r.get() {
         Some(0) => {

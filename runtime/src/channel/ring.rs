@@ -4,24 +4,23 @@
 //!
 //! # Positions and stamps
 //!
-//! A position names one use of one slot: its low bits are the slot's index (below
-//! `cap`), the bits above count laps, in steps of `lap`, the smallest power of two
-//! above `cap`; the top bit of `tail` is [`CLOSED`]. `tail` is the next position to
-//! fill, `head` the next to empty. Each slot carries a stamp:
+//! Positions count values: `tail` is the next position to fill (its top bit is
+//! [`CLOSED`]), `head` the next to empty, and position `p` lives in slot `p & mask`
+//! of a ring of `mask + 1` slots, the smallest power of two not below `cap`. At
+//! 10^9 values a second the positions last 292 years, so they never wrap.
 //!
-//! | stamp of the slot of position `p` | means |
-//! |---|---|
-//! | `p` | free for the sender of `p` |
-//! | `p + 1` | holds the value of `p` |
-//! | `p + lap` | emptied: free for the sender one lap later |
-//!
-//! A sender that sees the stamp of `tail` equal to `tail` reserves it by moving `tail`
-//! on with a compare-exchange (the only write senders contend on; with one sending
-//! thread its cache line stays with that thread), writes the value and stamps the
-//! slot `tail + 1`. A stamp of `tail - lap + 1` means the value of the previous lap is
-//! still there: the ring is full. The receiver, alone, reads the slot of `head` once
-//! its stamp is `head + 1` and stamps it `head + lap`. Neither side reads the other's
-//! position on its fast path: only the slots' cache lines travel, with the values.
+//! A sender may fill position `p` while `p < head + cap`: at most `cap` values are
+//! in the ring, and the slot's previous value (of `p - mask - 1`, below `head`) has
+//! been taken. Senders keep that bound, `limit`, beside `tail` and read `head` again
+//! only when `tail` reaches it: with the receiver keeping up, about once per `cap`
+//! values, not once a value. A sender reserves `tail` by moving it on with a
+//! compare-exchange (the only write senders contend on; with one sending thread its
+//! cache line stays with that thread), writes the value and stamps the slot `p + 1`.
+//! The receiver, alone, takes the value of `head` once its slot's stamp is `head + 1`
+//! (a stamp left from an earlier lap is smaller), then publishes the new `head` on a
+//! cache line of its own. It never writes a slot: the slots' cache lines travel one
+//! way, with the values, and `head`'s line the other way, about once per `cap`
+//! values.
 //!
 //! # Waiting without lost wakes
 //!
@@ -40,7 +39,8 @@
 //! the waiting side's second look comes after the other side's stamp (and sees it) or
 //! the other side's read of the flag comes after the flag was set (and wakes). On
 //! x86 a `SeqCst` store is one `xchg` and a `SeqCst` load a plain `mov`: each value
-//! costs one locked instruction on each side, on a cache line that side owns.
+//! costs one locked instruction on each side (the stamp, `head`), on a cache line
+//! that side owns at that moment.
 //!
 //! While any send waits, new sends queue behind it instead of taking a slot (they
 //! read `tx_wait`, a line written only when sends start or stop waiting), so waiting
@@ -62,16 +62,15 @@
 use std::cell::UnsafeCell;
 use std::collections::VecDeque;
 use std::mem::MaybeUninit;
-use std::sync::atomic::AtomicU8;
-use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, SeqCst};
-use std::sync::atomic::{AtomicBool, AtomicUsize};
+use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release, SeqCst};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize};
 use std::sync::Mutex;
 use std::task::{Poll, Waker};
 
 use super::{lock, register};
 
 /// The bit of `tail` that marks the channel closed.
-const CLOSED: usize = 1 << (usize::BITS - 1);
+const CLOSED: u64 = 1 << 63;
 
 /// `tx_wait`: no send waits.
 const IDLE: u8 = 0;
@@ -86,7 +85,8 @@ const NOTIFIED: u8 = 2;
 struct Padded<T>(T);
 
 struct Slot<T> {
-    stamp: AtomicUsize,
+    /// `p + 1` once the value of position `p` is in.
+    stamp: AtomicU64,
     value: UnsafeCell<MaybeUninit<T>>,
 }
 
@@ -94,6 +94,14 @@ struct Slot<T> {
 pub(super) enum Refused<T> {
     Full(T),
     Closed(T),
+}
+
+/// What senders write: `tail`, and the bound they may fill up to.
+struct SendSide {
+    tail: AtomicU64,
+    /// `head + cap` for some `head` the receiver published: every position below is
+    /// free to fill.
+    limit: AtomicU64,
 }
 
 /// The flags each side reads on its fast path and writes only when it starts or
@@ -116,15 +124,15 @@ struct Waiter {
 }
 
 pub(super) struct Ring<T> {
-    /// The next position to fill, with [`CLOSED`].
-    tail: Padded<AtomicUsize>,
-    /// The next position to empty; the receiver keeps its own copy and publishes it
-    /// here (for `len` and the final drop) with a plain store.
-    head: Padded<AtomicUsize>,
+    send: Padded<SendSide>,
+    /// The next position to empty. The receiver keeps its own copy and publishes it
+    /// here after each value it takes.
+    head: Padded<AtomicU64>,
     flags: Padded<Flags>,
     senders: AtomicUsize,
     cap: usize,
-    lap: usize,
+    /// The number of slots, less one (a power of two, less one).
+    mask: u64,
     slots: Box<[Slot<T>]>,
     rx_waker: Mutex<Option<Waker>>,
     waiters: Mutex<Waiters>,
@@ -133,31 +141,37 @@ pub(super) struct Ring<T> {
 // SAFETY: values move from senders to the receiver, possibly across threads (so `T:
 // Send`); no `&T` is ever shared. Each slot's value is written only by the sender
 // that reserved its position and read only by the receiver after the stamp
-// published it (the stamp protocol in the module docs).
+// published it (the protocol in the module docs).
 unsafe impl<T: Send> Send for Ring<T> {}
 // SAFETY: as above; every shared field is an atomic or behind a mutex.
 unsafe impl<T: Send> Sync for Ring<T> {}
 
 impl<T> Ring<T> {
     pub(super) fn new(cap: usize) -> Ring<T> {
-        assert!(cap > 0 && cap < CLOSED / 4, "channel capacity out of range");
-        let lap = (cap + 1).next_power_of_two();
-        let slots = (0..cap)
-            .map(|i| Slot {
-                stamp: AtomicUsize::new(i),
+        assert!(
+            cap > 0 && cap <= usize::MAX / 8,
+            "runtime::channel::mpsc::channel: the capacity must be at least 1 and at \
+             most usize::MAX / 8"
+        );
+        let slots = (0..cap.next_power_of_two())
+            .map(|_| Slot {
+                stamp: AtomicU64::new(0),
                 value: UnsafeCell::new(MaybeUninit::uninit()),
             })
             .collect();
         Ring {
-            tail: Padded(AtomicUsize::new(0)),
-            head: Padded(AtomicUsize::new(0)),
+            send: Padded(SendSide {
+                tail: AtomicU64::new(0),
+                limit: AtomicU64::new(cap as u64),
+            }),
+            head: Padded(AtomicU64::new(0)),
             flags: Padded(Flags {
                 rx_parked: AtomicBool::new(false),
                 tx_wait: AtomicU8::new(IDLE),
             }),
             senders: AtomicUsize::new(1),
             cap,
-            lap,
+            mask: cap.next_power_of_two() as u64 - 1,
             slots,
             rx_waker: Mutex::new(None),
             waiters: Mutex::new(Waiters {
@@ -171,64 +185,55 @@ impl<T> Ring<T> {
         self.cap
     }
 
-    /// `pos` plus `n`, in the position space (which wraps below [`CLOSED`]).
-    fn add(pos: usize, n: usize) -> usize {
-        pos.wrapping_add(n) & !CLOSED
+    #[inline]
+    fn slot(&self, pos: u64) -> &Slot<T> {
+        let index = (pos & self.mask) as usize;
+        debug_assert!(index < self.slots.len());
+        // SAFETY: `slots` has `mask + 1` entries, so `pos & mask` is in bounds.
+        unsafe { self.slots.get_unchecked(index) }
     }
 
-    /// The position after `pos`: the next index, or index 0 of the next lap.
+    /// Puts `value` in the next free slot, or says why not. With `fresh`, reads
+    /// `head` again whatever `limit` says (a waiting send's second look).
     #[inline]
-    fn next(&self, pos: usize) -> usize {
-        if (pos & (self.lap - 1)) + 1 < self.cap {
-            pos + 1
-        } else {
-            Self::add(pos & !(self.lap - 1), self.lap)
-        }
-    }
-
-    #[inline]
-    fn slot(&self, pos: usize) -> &Slot<T> {
-        &self.slots[pos & (self.lap - 1)]
-    }
-
-    /// Puts `value` in the next free slot, or says why not.
-    #[inline]
-    pub(super) fn try_push(&self, value: T) -> Result<(), Refused<T>> {
-        let mut tail = self.tail.0.load(Relaxed);
+    pub(super) fn try_push(&self, value: T, fresh: bool) -> Result<(), Refused<T>> {
+        let send = &self.send.0;
+        let mut tail = send.tail.load(Relaxed);
+        let mut fresh = fresh;
         loop {
             if tail & CLOSED != 0 {
                 return Err(Refused::Closed(value));
             }
-            let slot = self.slot(tail);
-            // Acquire: the receiver's read of the previous lap's value happens before
-            // the write below.
-            let stamp = slot.stamp.load(Acquire);
-            if stamp == tail {
-                match self
-                    .tail
-                    .0
-                    .compare_exchange_weak(tail, self.next(tail), Relaxed, Relaxed)
-                {
-                    Ok(_) => {
-                        // SAFETY: the compare-exchange reserved position `tail` for this
-                        // call alone, and the stamp said its slot is empty; the
-                        // receiver reads it only after the stamp below.
-                        unsafe { (*slot.value.get()).write(value) };
-                        // SeqCst: the first half of the receiver's wait pair (module
-                        // docs); also a release of the value.
-                        slot.stamp.store(tail + 1, SeqCst);
-                        self.wake_receiver();
-                        return Ok(());
-                    }
-                    Err(now) => tail = now,
+            // Acquire: the receiver's read of the slot's previous value happens before
+            // the write below (through `head`, read by whoever stored this bound).
+            if fresh || tail >= send.limit.load(Acquire) {
+                // SeqCst: the second half of the senders' wait pair (module docs).
+                let limit = self.head.0.load(SeqCst) + self.cap as u64;
+                send.limit.store(limit, Release);
+                fresh = false;
+                if tail >= limit {
+                    // Every slot holds a value the receiver has not taken yet.
+                    return Err(Refused::Full(value));
                 }
-            } else if Self::add(stamp, self.lap) == tail + 1 {
-                // The previous lap's value is still here: every slot is full.
-                return Err(Refused::Full(value));
-            } else {
-                // Another sender filled `tail` since it was read: read it again.
-                std::hint::spin_loop();
-                tail = self.tail.0.load(Relaxed);
+            }
+            match send
+                .tail
+                .compare_exchange_weak(tail, tail + 1, Relaxed, Relaxed)
+            {
+                Ok(_) => {
+                    let slot = self.slot(tail);
+                    // SAFETY: the compare-exchange reserved position `tail` for this
+                    // call alone, and `tail < limit` says the receiver is done with
+                    // the slot's previous value; the receiver reads it only after the
+                    // stamp below.
+                    unsafe { (*slot.value.get()).write(value) };
+                    // SeqCst: the first half of the receiver's wait pair; also a
+                    // release of the value.
+                    slot.stamp.store(tail + 1, SeqCst);
+                    self.wake_receiver();
+                    return Ok(());
+                }
+                Err(now) => tail = now,
             }
         }
     }
@@ -239,7 +244,7 @@ impl<T> Ring<T> {
     ///
     /// Only the channel's one receiver calls this, with the `head` it owns.
     #[inline]
-    pub(super) unsafe fn pop(&self, head: &mut usize) -> Option<T> {
+    pub(super) unsafe fn pop(&self, head: &mut u64) -> Option<T> {
         let slot = self.slot(*head);
         // SeqCst: the second half of the receiver's wait pair; also an acquire of the
         // value.
@@ -248,16 +253,22 @@ impl<T> Ring<T> {
         }
         // SAFETY: the stamp says the sender of `head` wrote the value and let go of
         // it; only this receiver reads it (the caller's contract), once, as `head`
-        // moves on below.
+        // moves on below, and no sender writes the slot again before that.
         let value = unsafe { (*slot.value.get()).assume_init_read() };
-        // SeqCst: the first half of the senders' wait pair.
-        slot.stamp.store(Self::add(*head, self.lap), SeqCst);
-        *head = self.next(*head);
-        self.head.0.store(*head, Relaxed);
+        *head += 1;
+        // SeqCst: the first half of the senders' wait pair; also a release of the
+        // slot to the sender one lap later.
+        self.head.0.store(*head, SeqCst);
         if self.flags.0.tx_wait.load(SeqCst) == WAITING {
             self.notify_first_waiter();
         }
         Some(value)
+    }
+
+    /// Whether the value of `head` has been stamped (a look, without taking it).
+    #[inline]
+    pub(super) fn is_ready(&self, head: u64) -> bool {
+        self.slot(head).stamp.load(Relaxed) == head + 1
     }
 
     /// After a push: wakes the receiver if it waits.
@@ -289,29 +300,23 @@ impl<T> Ring<T> {
     /// is closed and `head` has reached the last position reserved before the close.
     /// After every sender is gone, the receiver must still take what was stamped
     /// before (one more [`pop`](Ring::pop)).
-    pub(super) fn is_finished(&self, head: usize) -> bool {
+    pub(super) fn is_finished(&self, head: u64) -> bool {
         if self.senders.load(SeqCst) == 0 {
             return true;
         }
-        let tail = self.tail.0.load(SeqCst);
+        let tail = self.send.0.tail.load(SeqCst);
         tail & CLOSED != 0 && tail & !CLOSED == head
     }
 
     pub(super) fn is_closed(&self) -> bool {
-        self.tail.0.load(Acquire) & CLOSED != 0
+        self.send.0.tail.load(Acquire) & CLOSED != 0
     }
 
-    /// How many values are in the ring (approximately, while it changes).
+    /// How many values are in the ring (a snapshot, while it changes).
     pub(super) fn len(&self) -> usize {
         let head = self.head.0.load(Acquire);
-        let tail = self.tail.0.load(Acquire) & !CLOSED;
-        let (hi, ti) = (head & (self.lap - 1), tail & (self.lap - 1));
-        let len = if head & !(self.lap - 1) == tail & !(self.lap - 1) {
-            ti.wrapping_sub(hi)
-        } else {
-            (self.cap - hi).wrapping_add(ti)
-        };
-        len.min(self.cap)
+        let tail = self.send.0.tail.load(Acquire) & !CLOSED;
+        (tail.saturating_sub(head) as usize).min(self.cap)
     }
 
     /// Whether sends wait for a slot (so a new one must queue behind them).
@@ -336,7 +341,7 @@ impl<T> Ring<T> {
     /// Closes the channel (the receiver's doing) and wakes every waiting send, which
     /// then fails.
     pub(super) fn close(&self) {
-        self.tail.0.fetch_or(CLOSED, SeqCst);
+        self.send.0.tail.fetch_or(CLOSED, SeqCst);
         let wakers: Vec<Waker> = {
             let mut waiters = lock(&self.waiters);
             waiters
@@ -348,7 +353,8 @@ impl<T> Ring<T> {
         wakers.into_iter().for_each(Waker::wake);
     }
 
-    /// Called by the receiver after an emptied slot when `tx_wait` was `WAITING`.
+    /// Called by the receiver after it published `head` while `tx_wait` was
+    /// `WAITING`.
     #[cold]
     fn notify_first_waiter(&self) {
         if self
@@ -402,7 +408,7 @@ impl<T> Ring<T> {
             // The first waiter: say so before looking at the slot again (the pair
             // with `pop`).
             self.flags.0.tx_wait.store(WAITING, SeqCst);
-            match self.try_push(v) {
+            match self.try_push(v, true) {
                 Ok(()) => Ok(()),
                 Err(Refused::Closed(v)) => Err(v),
                 Err(Refused::Full(v)) => {
@@ -461,8 +467,8 @@ impl<T> Ring<T> {
         // The next waiter is first now: it must be woken once a slot is free, which
         // may be already (the same pair as in `poll_wait_send`).
         tx_wait.store(WAITING, SeqCst);
-        let tail = self.tail.0.load(SeqCst);
-        let free = tail & CLOSED != 0 || self.slot(tail).stamp.load(SeqCst) == tail;
+        let tail = self.send.0.tail.load(SeqCst);
+        let free = tail & CLOSED != 0 || tail < self.head.0.load(SeqCst) + self.cap as u64;
         if free
             && tx_wait
                 .compare_exchange(WAITING, NOTIFIED, SeqCst, Relaxed)
@@ -479,7 +485,7 @@ impl<T> Ring<T> {
     /// # Safety
     ///
     /// As for [`pop`](Ring::pop).
-    pub(super) unsafe fn drain(&self, head: &mut usize) -> Vec<T> {
+    pub(super) unsafe fn drain(&self, head: &mut u64) -> Vec<T> {
         self.close();
         let mut left = Vec::new();
         // SAFETY: the caller's contract.
@@ -501,21 +507,15 @@ impl<T> Drop for Ring<T> {
         // Every endpoint is gone: what a sender stamped after the receiver's drain is
         // still here.
         let mut head = *self.head.0.get_mut();
-        let lap = self.lap;
         loop {
-            let slot = &mut self.slots[head & (lap - 1)];
+            let slot = &mut self.slots[(head & self.mask) as usize];
             if *slot.stamp.get_mut() != head + 1 {
                 break;
             }
-            *slot.stamp.get_mut() = Self::add(head, lap);
-            // SAFETY: stamped `head + 1`: the slot holds a value nobody took.
-            let value = unsafe { slot.value.get_mut().assume_init_read() };
-            drop(value);
-            head = if (head & (lap - 1)) + 1 < self.cap {
-                head + 1
-            } else {
-                Self::add(head & !(lap - 1), lap)
-            };
+            *slot.stamp.get_mut() = 0;
+            // SAFETY: stamped `head + 1` and not taken: the slot holds a value.
+            drop(unsafe { slot.value.get_mut().assume_init_read() });
+            head += 1;
         }
     }
 }

@@ -84,6 +84,22 @@ pub(crate) fn current_id() -> u64 {
 
 /// The driver of the core running on this thread, if any.
 #[inline]
+/// Hands what this thread's core queued to the kernel now, if the thread runs a core
+/// and its driver is not in use further up the stack.
+pub(crate) fn submit_queued() {
+    let driver = CURRENT.with(Cell::get);
+    if driver.is_null() {
+        return;
+    }
+    // SAFETY: as in `current`: a non-null pointer in CURRENT is a live driver.
+    let driver = unsafe { &*driver };
+    if let Ok(mut inner) = driver.inner.try_borrow_mut() {
+        if !inner.pending.is_empty() {
+            inner.submit(false, None);
+        }
+    }
+}
+
 pub(crate) fn current() -> Option<Rc<Driver>> {
     let driver = CURRENT.with(Cell::get);
     if driver.is_null() {
