@@ -621,3 +621,70 @@ fn endpoints_can_cross_threads() {
     send::<oneshot::Sender<String>>();
     send::<oneshot::Receiver<String>>();
 }
+
+/// CPU time this thread has used so far.
+fn thread_cpu_time() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid timespec for the call to fill.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    assert_eq!(rc, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID)");
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+#[test]
+fn a_bounded_receiver_spins_only_briefly_then_sleeps_through_a_long_wait() {
+    const GAP: Duration = Duration::from_millis(300);
+    let mut rt = runtime::Builder::new().cores(2).build().unwrap();
+    rt.block_on(async {
+        let (tx, mut rx) = mpsc::channel::<u32>(4);
+        let (gap_tx, gap_rx) = oneshot();
+        let sender = runtime::spawn_on(1, move || async move {
+            // Values close together (the receiver spins between them), then a gap
+            // that starts once the receiver has them all.
+            for i in 0..1_000 {
+                tx.send(i).await.unwrap();
+            }
+            gap_rx.await.unwrap();
+            runtime::time::sleep(GAP).await;
+            tx.send(1_000).await.unwrap();
+        });
+        for i in 0..1_000 {
+            assert_eq!(timeout(BOUND, rx.recv()).await.unwrap(), Some(i));
+        }
+        let (cpu, wall) = (thread_cpu_time(), std::time::Instant::now());
+        gap_tx.send(()).unwrap();
+        assert_eq!(timeout(BOUND, rx.recv()).await.unwrap(), Some(1_000));
+        let (cpu, wall) = (thread_cpu_time() - cpu, wall.elapsed());
+        assert!(wall >= GAP, "the value came after the gap ({wall:?})");
+        assert!(
+            cpu < GAP / 10,
+            "the receiver's core used {cpu:?} of CPU over a {wall:?} wait: it spun"
+        );
+        sender.await.unwrap();
+    });
+}
+
+#[test]
+fn bounded_channels_of_any_capacity_keep_order_over_many_laps_across_cores() {
+    for cap in [1, 3, 5, 64, 100] {
+        let mut rt = runtime::Builder::new().cores(2).build().unwrap();
+        rt.block_on(async move {
+            let (tx, mut rx) = mpsc::channel::<u64>(cap);
+            let sender = runtime::spawn_on(1, move || async move {
+                for i in 0..20_000u64 {
+                    tx.send(i).await.unwrap();
+                }
+            });
+            let mut next = 0;
+            while let Some(i) = timeout(BOUND, rx.recv()).await.expect("a value or the end") {
+                assert_eq!(i, next, "capacity {cap}");
+                next += 1;
+            }
+            assert_eq!(next, 20_000, "capacity {cap}");
+            sender.await.unwrap();
+        });
+    }
+}

@@ -519,3 +519,140 @@ impl<T> Drop for Ring<T> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    use super::{Refused, Ring};
+
+    /// A value that counts its drops.
+    struct Counted(u64, Arc<AtomicUsize>);
+
+    impl Drop for Counted {
+        fn drop(&mut self) {
+            self.1.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    /// A small deterministic generator (xorshift).
+    fn next(seed: &mut u64) -> u64 {
+        *seed ^= *seed << 13;
+        *seed ^= *seed >> 7;
+        *seed ^= *seed << 17;
+        *seed
+    }
+
+    #[test]
+    fn pushes_and_pops_match_a_queue_model_over_many_laps() {
+        for cap in [1, 2, 3, 5, 8, 13] {
+            let ring = Ring::new(cap);
+            let mut model = VecDeque::new();
+            let (mut head, mut sent, mut seed) = (0u64, 0u64, 0x9e37_79b9_7f4a_7c15);
+            for _ in 0..20_000 {
+                if next(&mut seed) % 2 == 0 {
+                    match ring.try_push(sent, false) {
+                        Ok(()) => {
+                            assert!(model.len() < cap, "cap {cap}: pushed into a full ring");
+                            model.push_back(sent);
+                            sent += 1;
+                        }
+                        Err(Refused::Full(v)) => {
+                            assert_eq!(v, sent);
+                            assert_eq!(model.len(), cap, "cap {cap}: full while not full");
+                        }
+                        Err(Refused::Closed(_)) => panic!("not closed"),
+                    }
+                } else {
+                    // SAFETY: this test is the ring's one receiver.
+                    assert_eq!(unsafe { ring.pop(&mut head) }, model.pop_front());
+                }
+                assert_eq!(ring.len(), model.len());
+            }
+            assert!(sent > 5 * cap as u64, "cap {cap}: the ring went round");
+        }
+    }
+
+    #[test]
+    fn values_left_in_the_ring_drop_once_with_it() {
+        let drops = Arc::new(AtomicUsize::new(0));
+        let ring = Ring::new(3);
+        let mut head = 0;
+        for i in 0..5 {
+            let pushed = ring.try_push(Counted(i, drops.clone()), false);
+            assert_eq!(pushed.is_ok(), i < 4, "value {i}");
+            if i == 1 {
+                // SAFETY: this test is the ring's one receiver.
+                let first = unsafe { ring.pop(&mut head) }.unwrap();
+                assert_eq!(first.0, 0);
+            }
+        }
+        // 0 was taken (and dropped); 1, 2, 3 are in; 4 was refused (and dropped).
+        assert_eq!(drops.load(Ordering::SeqCst), 2);
+        drop(ring);
+        assert_eq!(drops.load(Ordering::SeqCst), 5);
+    }
+
+    #[test]
+    fn a_closed_ring_refuses_pushes_and_knows_where_it_ends() {
+        let ring = Ring::new(4);
+        let mut head = 0;
+        assert!(ring.try_push(1u8, false).is_ok());
+        ring.close();
+        assert!(matches!(ring.try_push(2, false), Err(Refused::Closed(2))));
+        assert!(!ring.is_finished(head), "a value is still in");
+        // SAFETY: this test is the ring's one receiver.
+        assert_eq!(unsafe { ring.pop(&mut head) }, Some(1));
+        assert!(ring.is_finished(head));
+    }
+
+    #[test]
+    fn four_threads_pushing_into_a_small_ring_lose_and_reorder_nothing() {
+        const PER_THREAD: u64 = 50_000;
+        let ring = Arc::new(Ring::new(8));
+        for _ in 0..3 {
+            ring.add_sender();
+        }
+        let threads: Vec<_> = (0..4u64)
+            .map(|t| {
+                let ring = ring.clone();
+                std::thread::spawn(move || {
+                    for i in 0..PER_THREAD {
+                        let mut value = (t, i);
+                        loop {
+                            match ring.try_push(value, false) {
+                                Ok(()) => break,
+                                Err(Refused::Full(v)) => {
+                                    value = v;
+                                    std::thread::yield_now();
+                                }
+                                Err(Refused::Closed(_)) => panic!("not closed"),
+                            }
+                        }
+                    }
+                    ring.drop_sender();
+                })
+            })
+            .collect();
+        let mut next_of = [0u64; 4];
+        let mut head = 0;
+        let mut got = 0;
+        while got < 4 * PER_THREAD {
+            // SAFETY: this thread is the ring's one receiver.
+            match unsafe { ring.pop(&mut head) } {
+                Some((t, i)) => {
+                    assert_eq!(i, next_of[t as usize], "thread {t} out of order");
+                    next_of[t as usize] += 1;
+                    got += 1;
+                }
+                None => std::thread::yield_now(),
+            }
+        }
+        threads.into_iter().for_each(|t| t.join().unwrap());
+        assert!(ring.is_finished(head));
+        // SAFETY: as above.
+        assert!(unsafe { ring.pop(&mut head) }.is_none());
+    }
+}
