@@ -70,10 +70,12 @@
 //!
 //! # Locking
 //!
-//! Each channel keeps its state behind one `std::sync::Mutex`. An uncontended lock is
-//! a single atomic exchange, and the critical sections are a handful of moves: no
-//! user code runs under the lock (values are moved in and out, never dropped there,
-//! and wakers are woken only after the lock is released).
+//! A bounded channel passes values through a ring without a lock (see [`mpsc`]);
+//! a mutex is taken only to start or stop waiting. An unbounded channel and a
+//! oneshot keep their state behind one `std::sync::Mutex`, whose critical sections
+//! are a handful of moves. No user code runs under any of these locks: values are
+//! moved in and out, never dropped there, and wakers are woken only after the lock
+//! is released.
 
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::task::Waker;

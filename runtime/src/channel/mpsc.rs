@@ -2,13 +2,14 @@
 //!
 //! # Bounded channels
 //!
-//! A bounded channel is a ring of `cap` slots shared by its endpoints (the `ring`
-//! module holds the protocol). Senders fill slots and the receiver empties them
-//! without a lock: on its fast path a send is one compare-exchange on the position
-//! senders share (on a cache line that stays with the sending thread while one
-//! thread sends) and one locked store of the slot's stamp; a receive is one locked
-//! store of the stamp. Neither reads the other side's position, so only the slots'
-//! cache lines travel between cores, with the values in them.
+//! A bounded channel is a ring of slots shared by its endpoints (the `ring` module
+//! holds the protocol). Senders fill slots and the receiver empties them without a
+//! lock: on its fast path a send is one compare-exchange on the position senders
+//! share (on a cache line that stays with the sending thread while one thread
+//! sends) and one locked store of the slot's stamp; a receive is one locked store of
+//! its position, on a cache line of its own. Senders read that position about once
+//! per `cap` values, so mostly the slots' cache lines travel between cores, with the
+//! values in them.
 //!
 //! A mutex is taken only to start or stop waiting: by the receiver when the ring is
 //! empty, by sends when it is full, and by whichever side then wakes the other.
@@ -22,7 +23,11 @@
 //!   turn, woken at once if a slot is already free, so a cancelled send never
 //!   strands a slot.
 //! - **Wakes.** A waiting endpoint is woken exactly when the other side makes
-//!   progress it could use; nothing spins, on either side, while idle.
+//!   progress it could use. Before it parks, a receiver that finds the ring empty
+//!   looks again for up to 2 us, but only while its waits end quickly (a spin that
+//!   finds nothing turns spinning off until a wait ends within 50 us): a busy
+//!   stream never puts the receiving thread to sleep, and a quiet channel costs one
+//!   spin when it goes quiet. Nothing spins while idle.
 //!
 //! # Unbounded channels
 //!
