@@ -346,7 +346,7 @@ impl Driver {
     }
 
     /// Takes the op's CQE if it has come, or records who to wake when it does.
-    #[inline]
+    #[inline(always)]
     fn poll_op(&self, token: Token, cx: &mut Context<'_>) -> Poll<Cqe> {
         let (poll, leftover) = self.inner.borrow_mut().slots.poll(token, cx.waker());
         // A waker's drop may run foreign code: not while the driver is borrowed.
