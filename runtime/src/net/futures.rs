@@ -21,106 +21,104 @@ use crate::buf::{BufResult, IoBuf, IoBufMut, Slice, UntilDone};
 use crate::driver::{ops, MultiOp, Op};
 use crate::sys::socket::SockAddr;
 
+/// Defines a socket call's future that is its one op and nothing else: the struct
+/// (borrowing the socket for `'a`), its constructor from the socket and the call's
+/// argument, and a `Future` impl that polls the op. The doc comment written before
+/// the invocation goes on the struct.
+macro_rules! socket_op_future {
+    (
+        $(#[$doc:meta])*
+        $name:ident<B: $bound:ident>, $op:ty, $output:ty,
+        |$socket:ident, $arg:ident: $arg_ty:ty| $make:expr
+    ) => {
+        $(#[$doc])*
+        #[must_use = "futures do nothing unless awaited"]
+        pub struct $name<'a, B: $bound> {
+            op: Op<$op>,
+            _socket: PhantomData<&'a Socket>,
+        }
+
+        impl<'a, B: $bound> $name<'a, B> {
+            #[inline]
+            pub(super) fn new($socket: &'a Socket, $arg: $arg_ty) -> $name<'a, B> {
+                $name {
+                    op: Op::new($make),
+                    _socket: PhantomData,
+                }
+            }
+        }
+
+        impl<B: $bound> Future for $name<'_, B> {
+            type Output = $output;
+
+            #[inline]
+            fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+                Pin::new(&mut self.op).poll(cx)
+            }
+        }
+    };
+}
+
 /// Borrows the socket for `'a`, for an output made of a `T` (which it does not own).
 type BorrowsFor<'a, T> = PhantomData<(&'a Socket, fn() -> T)>;
 
-/// The future of [`TcpStream::read`], [`UnixStream::read`],
-/// [`UdpSocket::recv`](super::UdpSocket::recv) and
-/// [`UnixDatagram::recv`](super::UnixDatagram::recv): one receive into `B`. It
-/// resolves to how many bytes came, and the buffer.
-///
-/// A type that keeps a read in flight across its own polls can hold one:
-///
-/// ```
-/// use std::future::Future;
-/// use std::pin::Pin;
-/// use std::task::{Context, Poll};
-///
-/// use runtime::net::{Read, UnixStream};
-///
-/// /// The first message on a stream, as a length.
-/// struct FirstMessage<'a> {
-///     read: Read<'a, Vec<u8>>,
-/// }
-///
-/// impl Future for FirstMessage<'_> {
-///     type Output = std::io::Result<usize>;
-///
-///     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-///         Pin::new(&mut self.read).poll(cx).map(|(n, _buf)| n)
-///     }
-/// }
-///
-/// # runtime::Builder::new().cores(1).build().unwrap().block_on(async {
-/// let (a, b) = UnixStream::pair().unwrap();
-/// let first = FirstMessage { read: a.read(Vec::with_capacity(64)) };
-/// b.write_all(b"ping".to_vec()).await.0.unwrap();
-/// assert_eq!(first.await.unwrap(), 4);
-/// # });
-/// ```
-///
-/// Like its socket, it stays on its thread:
-///
-/// ```compile_fail
-/// fn send<T: Send>(_: T) {}
-/// let (a, _b) = runtime::net::UnixStream::pair().unwrap();
-/// send(a.read(Vec::with_capacity(64)));
-/// ```
-#[must_use = "futures do nothing unless awaited"]
-pub struct Read<'a, B: IoBufMut> {
-    op: Op<ops::Recv<B>>,
-    _socket: PhantomData<&'a Socket>,
+socket_op_future! {
+    /// The future of [`TcpStream::read`], [`UnixStream::read`],
+    /// [`UdpSocket::recv`](super::UdpSocket::recv) and
+    /// [`UnixDatagram::recv`](super::UnixDatagram::recv): one receive into `B`. It
+    /// resolves to how many bytes came, and the buffer.
+    ///
+    /// A type that keeps a read in flight across its own polls can hold one:
+    ///
+    /// ```
+    /// use std::future::Future;
+    /// use std::pin::Pin;
+    /// use std::task::{Context, Poll};
+    ///
+    /// use runtime::net::{Read, UnixStream};
+    ///
+    /// /// The first message on a stream, as a length.
+    /// struct FirstMessage<'a> {
+    ///     read: Read<'a, Vec<u8>>,
+    /// }
+    ///
+    /// impl Future for FirstMessage<'_> {
+    ///     type Output = std::io::Result<usize>;
+    ///
+    ///     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+    ///         Pin::new(&mut self.read).poll(cx).map(|(n, _buf)| n)
+    ///     }
+    /// }
+    ///
+    /// # runtime::Builder::new().cores(1).build().unwrap().block_on(async {
+    /// let (a, b) = UnixStream::pair().unwrap();
+    /// let first = FirstMessage { read: a.read(Vec::with_capacity(64)) };
+    /// b.write_all(b"ping".to_vec()).await.0.unwrap();
+    /// assert_eq!(first.await.unwrap(), 4);
+    /// # });
+    /// ```
+    ///
+    /// Like its socket, it stays on its thread:
+    ///
+    /// ```compile_fail
+    /// fn send<T: Send>(_: T) {}
+    /// let (a, _b) = runtime::net::UnixStream::pair().unwrap();
+    /// send(a.read(Vec::with_capacity(64)));
+    /// ```
+    Read<B: IoBufMut>, ops::Recv<B>, BufResult<usize, B>,
+    |socket, buf: B| ops::Recv::new(socket.raw(), buf)
 }
 
-impl<'a, B: IoBufMut> Read<'a, B> {
-    #[inline]
-    pub(super) fn new(socket: &'a Socket, buf: B) -> Read<'a, B> {
-        Read {
-            op: Op::new(ops::Recv::new(socket.raw(), buf)),
-            _socket: PhantomData,
-        }
-    }
-}
-
-impl<B: IoBufMut> Future for Read<'_, B> {
-    type Output = BufResult<usize, B>;
-
-    #[inline]
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        Pin::new(&mut self.op).poll(cx)
-    }
-}
-
-/// The future of [`TcpStream::write`], [`UnixStream::write`],
-/// [`UdpSocket::send`](super::UdpSocket::send) and
-/// [`UnixDatagram::send`](super::UnixDatagram::send): one send of `B`'s initialised
-/// bytes. It resolves to how many the kernel took, and the buffer.
-///
-/// Dropped before the kernel saw it, it sends nothing; dropped later, the send is
-/// cancelled, and may have sent part of the buffer or all of it.
-#[must_use = "futures do nothing unless awaited"]
-pub struct Write<'a, B: IoBuf> {
-    op: Op<ops::Send<B>>,
-    _socket: PhantomData<&'a Socket>,
-}
-
-impl<'a, B: IoBuf> Write<'a, B> {
-    #[inline]
-    pub(super) fn new(socket: &'a Socket, buf: B) -> Write<'a, B> {
-        Write {
-            op: Op::new(ops::Send::new(socket.raw(), buf)),
-            _socket: PhantomData,
-        }
-    }
-}
-
-impl<B: IoBuf> Future for Write<'_, B> {
-    type Output = BufResult<usize, B>;
-
-    #[inline]
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        Pin::new(&mut self.op).poll(cx)
-    }
+socket_op_future! {
+    /// The future of [`TcpStream::write`], [`UnixStream::write`],
+    /// [`UdpSocket::send`](super::UdpSocket::send) and
+    /// [`UnixDatagram::send`](super::UnixDatagram::send): one send of `B`'s initialised
+    /// bytes. It resolves to how many the kernel took, and the buffer.
+    ///
+    /// Dropped before the kernel saw it, it sends nothing; dropped later, the send is
+    /// cancelled, and may have sent part of the buffer or all of it.
+    Write<B: IoBuf>, ops::Send<B>, BufResult<usize, B>,
+    |socket, buf: B| ops::Send::new(socket.raw(), buf)
 }
 
 /// The future of [`TcpStream::read_vectored`] and [`UnixStream::read_vectored`]: one
@@ -152,32 +150,12 @@ impl<B: IoBufMut> Future for ReadVectored<'_, B> {
     }
 }
 
-/// The future of [`TcpStream::write_vectored`] and [`UnixStream::write_vectored`]:
-/// one `sendmsg` of several buffers' initialised bytes in order. It resolves to the
-/// total the kernel took, and the buffers.
-#[must_use = "futures do nothing unless awaited"]
-pub struct WriteVectored<'a, B: IoBuf> {
-    op: Op<ops::SendMsg<B>>,
-    _socket: PhantomData<&'a Socket>,
-}
-
-impl<'a, B: IoBuf> WriteVectored<'a, B> {
-    #[inline]
-    pub(super) fn new(socket: &'a Socket, bufs: Vec<B>) -> WriteVectored<'a, B> {
-        WriteVectored {
-            op: Op::new(ops::SendMsg::new(socket.raw(), bufs, None)),
-            _socket: PhantomData,
-        }
-    }
-}
-
-impl<B: IoBuf> Future for WriteVectored<'_, B> {
-    type Output = BufResult<usize, Vec<B>>;
-
-    #[inline]
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        Pin::new(&mut self.op).poll(cx)
-    }
+socket_op_future! {
+    /// The future of [`TcpStream::write_vectored`] and [`UnixStream::write_vectored`]:
+    /// one `sendmsg` of several buffers' initialised bytes in order. It resolves to the
+    /// total the kernel took, and the buffers.
+    WriteVectored<B: IoBuf>, ops::SendMsg<B>, BufResult<usize, Vec<B>>,
+    |socket, bufs: Vec<B>| ops::SendMsg::new(socket.raw(), bufs, None)
 }
 
 /// The future of [`TcpStream::read_exact`] and [`UnixStream::read_exact`]: receives
