@@ -511,3 +511,30 @@ fn a_closed_fd_is_an_error_not_a_hang() {
         assert_eq!(err.raw_os_error(), Some(libc::EBADF), "{err}");
     });
 }
+
+#[test]
+fn a_loop_over_remembered_readiness_lets_the_other_tasks_run() {
+    let _serial = serial();
+    rt().block_on(async {
+        let (reader, writer) = nonblocking_pipe();
+        assert_eq!(write(writer.as_raw_fd(), b"never read").unwrap(), 10);
+        let reader = AsyncFd::new(reader).unwrap();
+        within("the first readable", reader.readable())
+            .await
+            .unwrap();
+        let other_ran = Rc::new(std::cell::Cell::new(false));
+        let other = runtime::spawn({
+            let other_ran = other_ran.clone();
+            async move { other_ran.set(true) }
+        });
+        // Readiness stays recorded (nothing clears it), so each wait is ready without
+        // an op; the core's budget still makes the loop give way now and then.
+        let mut waits = 0;
+        while !other_ran.get() && waits < 100_000 {
+            drop(reader.readable().await.unwrap());
+            waits += 1;
+        }
+        assert!(other_ran.get(), "the other task never ran in {waits} waits");
+        other.await.unwrap();
+    });
+}
