@@ -69,6 +69,12 @@ impl Driver {
         drop((timers, ready));
     }
 
+    /// Whether an op dropped in flight on `fd` still waits for its last CQE: only
+    /// then does a hand-off of `fd` need [`release_fd`](Driver::release_fd)'s wait.
+    pub(crate) fn has_orphans(&self, fd: RawFd) -> bool {
+        self.inner.borrow().slots.has_orphans(fd)
+    }
+
     /// Readies `fd` to leave the runtime (`into_std`): every queued SQE goes to the
     /// kernel while the fd is still ours, and the last CQE of every dropped op still in
     /// flight on it is waited for (their cancels are on the way), so no op of ours acts

@@ -14,6 +14,7 @@ mod close;
 mod connect;
 mod msg;
 mod nop;
+mod poll;
 mod read;
 mod recv_multi;
 mod send;
@@ -27,6 +28,7 @@ pub(crate) use close::Close;
 pub(crate) use connect::Connect;
 pub(crate) use msg::{RecvMsg, SendMsg};
 pub(crate) use nop::Nop;
+pub(crate) use poll::PollAdd;
 pub(crate) use read::Read;
 pub(crate) use recv_multi::{Received, RecvMulti};
 pub(crate) use send::{Recv, Send};
@@ -102,7 +104,7 @@ mod tests {
     use io_uring::opcode;
     use io_uring::squeue::Entry;
 
-    use super::{Accept, Read, Recv, RecvMsg, Send, Statx, Write};
+    use super::{Accept, PollAdd, Read, Recv, RecvMsg, Send, Statx, Write};
     use crate::buf::fixed::Pool;
     use crate::buf::{FixedBuf, FixedBufPool, IoBuf, RingId};
     use crate::driver::Completable;
@@ -259,5 +261,35 @@ mod tests {
         assert_eq!(n, 6);
         assert_eq!((&bufs[0][..], &bufs[1][..]), (&b"abcd"[..], &b"ef"[..]));
         assert_eq!(addr.to_inet().unwrap(), from);
+    }
+
+    #[test]
+    fn poll_add_is_one_shot_on_its_fd_for_its_events_and_reports_the_mask() {
+        let events = (libc::POLLIN | libc::POLLERR | libc::POLLHUP) as u32;
+        let mut op = PollAdd::new(5, events);
+        assert_eq!(
+            Completable::fd(&op),
+            Some(5),
+            "a hand-off of fd 5 waits for it"
+        );
+        let entry = op.prepare(RING);
+        assert_eq!(entry.get_opcode(), u32::from(opcode::PollAdd::CODE));
+        let sqe = sqe_words(entry);
+        // `fd` is the high half of word 0; `len` (IORING_POLL_ADD_MULTI when multishot)
+        // the low half of word 3 and `poll32_events` its high half.
+        assert_eq!((sqe[0] >> 32) as i32, 5);
+        assert_eq!(sqe[3] as u32, 0, "one-shot: the poll ends with its one CQE");
+        assert_eq!((sqe[3] >> 32) as u32, events);
+        assert_eq!(
+            sqe[1] | sqe[2],
+            0,
+            "no offset, no address: nothing for the kernel to use"
+        );
+        let mask = libc::POLLHUP as u32;
+        assert_eq!(moved(op).complete(Ok(mask), 0).unwrap(), mask);
+        let err = PollAdd::new(5, events)
+            .complete(Err(std::io::Error::from_raw_os_error(libc::EBADF)), 0)
+            .unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::EBADF));
     }
 }
