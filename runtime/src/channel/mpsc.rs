@@ -25,9 +25,10 @@
 //! - **Wakes.** A waiting endpoint is woken exactly when the other side makes
 //!   progress it could use. Before it parks, a receiver that finds the ring empty
 //!   looks again for up to 2 us, but only while its waits end quickly (a spin that
-//!   finds nothing turns spinning off until a wait ends within 50 us): a busy
-//!   stream never puts the receiving thread to sleep, and a quiet channel costs one
-//!   spin when it goes quiet. Nothing spins while idle.
+//!   finds nothing turns spinning off until a wait ends within 50 us, by a send from
+//!   another thread): a busy stream never puts the receiving thread to sleep, a
+//!   quiet channel costs one spin when it goes quiet, and a channel within one core
+//!   does not spin. Nothing spins while idle.
 //!
 //! # Unbounded channels
 //!
@@ -444,7 +445,7 @@ impl<T> Receiver<T> {
             Inner::Bounded { ring, head, spin } => {
                 // SAFETY: this is the channel's one receiver, and `head` is its own.
                 if let Some(value) = unsafe { ring.pop(head) } {
-                    spin.got_value();
+                    spin.got_value(ring);
                     return Poll::Ready(Some(value));
                 }
                 poll_park(ring, head, spin, cx.waker())
@@ -494,7 +495,7 @@ fn poll_park<T>(ring: &Ring<T>, head: &mut u64, spin: &mut Spin, waker: &Waker) 
     // SAFETY: called by the channel's one receiver, with its own `head`.
     if let Some(value) = unsafe { ring.pop(head) } {
         ring.unpark_receiver();
-        spin.got_value();
+        spin.got_value(ring);
         return Poll::Ready(Some(value));
     }
     if ring.is_finished(*head) {
@@ -523,8 +524,9 @@ const SHORT_WAIT: Duration = Duration::from_micros(50);
 /// virtual machines), so while values come close together the receiver first looks
 /// again for up to [`SPIN`]. It spins only while that pays: a spin that finds no value
 /// turns spinning off, and it comes back on only after a wait that ended within
-/// [`SHORT_WAIT`]. A channel whose values come far apart therefore costs one spin
-/// when they stop, and none after.
+/// [`SHORT_WAIT`], by a send from another thread (a sender on the receiver's own
+/// thread cannot run while it spins). A channel whose values come far apart therefore
+/// costs one spin when they stop, and none after; one within a core, none.
 #[derive(Debug)]
 struct Spin {
     on: bool,
@@ -533,11 +535,12 @@ struct Spin {
 }
 
 impl Spin {
-    /// A value came: a wait that ends now was short or not.
+    /// A value came: a wait that ends now was short or not, and ended by another
+    /// thread or not.
     #[inline]
-    fn got_value(&mut self) {
+    fn got_value<T>(&mut self, ring: &Ring<T>) {
         if let Some(at) = self.parked_at.take() {
-            self.on = at.elapsed() < SHORT_WAIT;
+            self.on = at.elapsed() < SHORT_WAIT && ring.woken_from_elsewhere();
         }
     }
 }
@@ -892,5 +895,50 @@ mod tests {
         assert_eq!(rx.try_recv(), Ok(4));
         assert_eq!(rx.try_recv(), Ok(5));
         assert_eq!(tx.capacity(), 2);
+    }
+
+    /// The spin state of a bounded receiver.
+    fn spin_of(rx: &mut Receiver<u32>) -> &mut Spin {
+        match &mut rx.inner {
+            Inner::Bounded { spin, .. } => spin,
+            Inner::Unbounded { .. } => unreachable!("a bounded receiver"),
+        }
+    }
+
+    #[test]
+    fn only_a_short_wait_ended_from_another_thread_turns_the_spin_on() {
+        let (tx, mut rx) = channel::<u32>(4);
+        let (_, waker) = counting();
+        let mut cx = Context::from_waker(&waker);
+        // The first wait spins (nothing comes), which turns spinning off, then parks.
+        assert!(rx.poll_recv(&mut cx).is_pending());
+        assert!(!spin_of(&mut rx).on);
+
+        // Woken by a send of the receiver's own thread: spinning stays off (that
+        // sender could not have run while the receiver spun).
+        tx.try_send(1).unwrap();
+        spin_of(&mut rx).parked_at = Some(Instant::now());
+        assert_eq!(rx.poll_recv(&mut cx), Poll::Ready(Some(1)));
+        assert!(!spin_of(&mut rx).on);
+
+        // Woken by a send of another thread, after a short wait: on again.
+        assert!(rx.poll_recv(&mut cx).is_pending());
+        std::thread::scope(|s| {
+            s.spawn(|| tx.try_send(2).unwrap());
+        });
+        spin_of(&mut rx).parked_at = Some(Instant::now());
+        assert_eq!(rx.poll_recv(&mut cx), Poll::Ready(Some(2)));
+        assert!(spin_of(&mut rx).on);
+
+        // A long wait turns it off, whoever ends it.
+        assert!(rx.poll_recv(&mut cx).is_pending());
+        assert!(!spin_of(&mut rx).on, "the spin found nothing");
+        spin_of(&mut rx).on = true;
+        std::thread::scope(|s| {
+            s.spawn(|| tx.try_send(3).unwrap());
+        });
+        spin_of(&mut rx).parked_at = Some(Instant::now() - SHORT_WAIT);
+        assert_eq!(rx.poll_recv(&mut cx), Poll::Ready(Some(3)));
+        assert!(!spin_of(&mut rx).on);
     }
 }

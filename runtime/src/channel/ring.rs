@@ -109,6 +109,8 @@ struct SendSide {
 struct Flags {
     rx_parked: AtomicBool,
     tx_wait: AtomicU8,
+    /// The thread (its [`thread_token`]) whose send last woke the parked receiver.
+    woken_by: AtomicUsize,
 }
 
 struct Waiters {
@@ -168,6 +170,7 @@ impl<T> Ring<T> {
             flags: Padded(Flags {
                 rx_parked: AtomicBool::new(false),
                 tx_wait: AtomicU8::new(IDLE),
+                woken_by: AtomicUsize::new(0),
             }),
             senders: AtomicUsize::new(1),
             cap,
@@ -276,11 +279,18 @@ impl<T> Ring<T> {
     fn wake_receiver(&self) {
         let parked = &self.flags.0.rx_parked;
         if parked.load(SeqCst) && parked.swap(false, AcqRel) {
+            self.flags.0.woken_by.store(thread_token(), Relaxed);
             let waker = lock(&self.rx_waker).take();
             if let Some(waker) = waker {
                 waker.wake();
             }
         }
+    }
+
+    /// Whether the last wake of the parked receiver came from another thread than
+    /// the caller's (a sender that can make progress while the receiver spins).
+    pub(super) fn woken_from_elsewhere(&self) -> bool {
+        self.flags.0.woken_by.load(Relaxed) != thread_token()
     }
 
     /// Prepares the receiver to wait: stores its waker and sets `rx_parked`. The caller
@@ -494,6 +504,15 @@ impl<T> Ring<T> {
         }
         left
     }
+}
+
+/// A number that tells the calling thread from every other live thread: the address
+/// of a thread-local.
+fn thread_token() -> usize {
+    thread_local! {
+        static TOKEN: u8 = const { 0 };
+    }
+    TOKEN.with(|t| t as *const u8 as usize)
 }
 
 impl Waiters {
