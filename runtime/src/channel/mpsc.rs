@@ -941,4 +941,49 @@ mod tests {
         assert_eq!(rx.poll_recv(&mut cx), Poll::Ready(Some(3)));
         assert!(!spin_of(&mut rx).on);
     }
+
+    /// A receiver's waker that receives as soon as it is woken, from inside `wake`.
+    struct ReceivesInline(std::sync::Mutex<Receiver<u32>>, std::sync::Mutex<Vec<u32>>);
+
+    impl Wake for ReceivesInline {
+        fn wake(self: Arc<Self>) {
+            if let Ok(value) = self.0.lock().unwrap().try_recv() {
+                self.1.lock().unwrap().push(value);
+            }
+        }
+    }
+
+    #[test]
+    fn a_waiting_send_wakes_the_receiver_only_after_letting_go_of_its_lock() {
+        // If the first waiting send woke the receiver while it held the waiters' lock,
+        // a waker that receives at once (and so hands the send's turn on) would take
+        // that lock again: a deadlock. Run it where a hang can be seen.
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let (tx, rx) = channel::<u32>(1);
+            let inline = Arc::new(ReceivesInline(
+                std::sync::Mutex::new(rx),
+                std::sync::Mutex::new(Vec::new()),
+            ));
+            let (_, plain) = counting();
+            tx.try_send(0).unwrap();
+            let mut send = tx.send(1);
+            assert!(poll(&mut send, &plain).is_pending(), "full: the send waits");
+            // The receiver takes 0 (the send is told), then parks with the inline waker.
+            let waker = Waker::from(inline.clone());
+            let mut cx = Context::from_waker(&waker);
+            {
+                let mut rx = inline.0.lock().unwrap();
+                assert_eq!(rx.try_recv(), Ok(0));
+                assert!(rx.poll_recv(&mut cx).is_pending());
+            }
+            assert_eq!(poll(&mut send, &plain), Poll::Ready(Ok(())));
+            let received = inline.1.lock().unwrap().clone();
+            done_tx.send(received).unwrap();
+        });
+        let received = done_rx
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("the send and the receiver's wake deadlocked");
+        assert_eq!(received, [1]);
+    }
 }

@@ -196,10 +196,20 @@ impl<T> Ring<T> {
         unsafe { self.slots.get_unchecked(index) }
     }
 
-    /// Puts `value` in the next free slot, or says why not. With `fresh`, reads
-    /// `head` again whatever `limit` says (a waiting send's second look).
+    /// Puts `value` in the next free slot and wakes the receiver if it waits, or says
+    /// why not. With `fresh`, reads `head` again whatever `limit` says (a waiting
+    /// send's second look).
     #[inline]
     pub(super) fn try_push(&self, value: T, fresh: bool) -> Result<(), Refused<T>> {
+        self.push(value, fresh)?;
+        self.wake_receiver();
+        Ok(())
+    }
+
+    /// [`try_push`](Ring::try_push) without the wake, for a caller that holds a lock:
+    /// it must call [`wake_receiver`](Ring::wake_receiver) after letting go of it.
+    #[inline]
+    fn push(&self, value: T, fresh: bool) -> Result<(), Refused<T>> {
         let send = &self.send.0;
         let mut tail = send.tail.load(Relaxed);
         let mut fresh = fresh;
@@ -230,10 +240,9 @@ impl<T> Ring<T> {
                     // the slot's previous value; the receiver reads it only after the
                     // stamp below.
                     unsafe { (*slot.value.get()).write(value) };
-                    // SeqCst: the first half of the receiver's wait pair; also a
-                    // release of the value.
+                    // SeqCst: the first half of the receiver's wait pair (the
+                    // caller reads `rx_parked` next); also a release of the value.
                     slot.stamp.store(tail + 1, SeqCst);
-                    self.wake_receiver();
                     return Ok(());
                 }
                 Err(now) => tail = now,
@@ -418,7 +427,9 @@ impl<T> Ring<T> {
             // The first waiter: say so before looking at the slot again (the pair
             // with `pop`).
             self.flags.0.tx_wait.store(WAITING, SeqCst);
-            match self.try_push(v, true) {
+            // The receiver is woken after the lock (`pushed` below): a waker may run
+            // foreign code.
+            match self.push(v, true) {
                 Ok(()) => Ok(()),
                 Err(Refused::Closed(v)) => Err(v),
                 Err(Refused::Full(v)) => {
@@ -440,6 +451,9 @@ impl<T> Ring<T> {
         *ticket = None;
         let (own, next) = self.leave(&mut waiters, index);
         drop(waiters);
+        if outcome.is_ok() {
+            self.wake_receiver();
+        }
         drop(own);
         if let Some(next) = next {
             next.wake();
@@ -629,7 +643,7 @@ mod tests {
 
     #[test]
     fn four_threads_pushing_into_a_small_ring_lose_and_reorder_nothing() {
-        const PER_THREAD: u64 = 50_000;
+        const PER_THREAD: u64 = 20_000;
         let ring = Arc::new(Ring::new(8));
         for _ in 0..3 {
             ring.add_sender();
