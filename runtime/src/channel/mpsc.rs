@@ -285,19 +285,17 @@ impl<T> Future for SendFuture<'_, T> {
         let this = self.get_mut();
         ready!(crate::coop::poll_proceed(cx));
         let ring = &this.sender.ring;
+        let Some(mut value) = this.value.take() else {
+            panic!("runtime::channel::mpsc::SendFuture polled after it completed");
+        };
         if this.ticket.is_none() && !ring.sends_wait() {
-            let Some(value) = this.value.take() else {
-                panic!("runtime::channel::mpsc::SendFuture polled after it completed");
-            };
             match ring.try_push(value, false) {
                 Ok(()) => return Poll::Ready(Ok(())),
                 Err(Refused::Closed(value)) => return Poll::Ready(Err(SendError(value))),
-                Err(Refused::Full(value)) => this.value = Some(value),
+                Err(Refused::Full(back)) => value = back,
             }
         }
-        if this.value.is_none() {
-            panic!("runtime::channel::mpsc::SendFuture polled after it completed");
-        }
+        this.value = Some(value);
         ring.poll_wait_send(&mut this.value, &mut this.ticket, cx.waker())
             .map_err(SendError)
     }
@@ -526,7 +524,8 @@ const SHORT_WAIT: Duration = Duration::from_micros(50);
 /// turns spinning off, and it comes back on only after a wait that ended within
 /// [`SHORT_WAIT`], by a send from another thread (a sender on the receiver's own
 /// thread cannot run while it spins). A channel whose values come far apart therefore
-/// costs one spin when they stop, and none after; one within a core, none.
+/// costs one spin when they stop, and none after; a channel within one core spins
+/// at most at its first wait.
 #[derive(Debug)]
 struct Spin {
     on: bool,

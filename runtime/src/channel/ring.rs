@@ -150,12 +150,13 @@ unsafe impl<T: Send> Sync for Ring<T> {}
 
 impl<T> Ring<T> {
     pub(super) fn new(cap: usize) -> Ring<T> {
+        // `channel` refuses 0 with its own message.
+        debug_assert!(cap > 0);
         assert!(
-            cap > 0 && cap <= usize::MAX / 8,
-            "runtime::channel::mpsc::channel: the capacity must be at least 1 and at \
-             most usize::MAX / 8"
+            cap <= usize::MAX / 8,
+            "runtime::channel::mpsc::channel: the capacity must be at most usize::MAX / 8"
         );
-        let slots = (0..cap.next_power_of_two())
+        let slots: Box<[Slot<T>]> = (0..cap.next_power_of_two())
             .map(|_| Slot {
                 stamp: AtomicU64::new(0),
                 value: UnsafeCell::new(MaybeUninit::uninit()),
@@ -174,7 +175,7 @@ impl<T> Ring<T> {
             }),
             senders: AtomicUsize::new(1),
             cap,
-            mask: cap.next_power_of_two() as u64 - 1,
+            mask: slots.len() as u64 - 1,
             slots,
             rx_waker: Mutex::new(None),
             waiters: Mutex::new(Waiters {
@@ -427,8 +428,8 @@ impl<T> Ring<T> {
             // The first waiter: say so before looking at the slot again (the pair
             // with `pop`).
             self.flags.0.tx_wait.store(WAITING, SeqCst);
-            // The receiver is woken after the lock (`pushed` below): a waker may run
-            // foreign code.
+            // The receiver is woken after the lock is let go (below): a waker may
+            // run foreign code.
             match self.push(v, true) {
                 Ok(()) => Ok(()),
                 Err(Refused::Closed(v)) => Err(v),
