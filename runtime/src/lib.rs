@@ -47,7 +47,10 @@ mod sys;
 mod task;
 pub mod time;
 
-pub use runtime::{core_count, core_id, spawn_on, stats, Builder, Handle, Runtime, ShutdownReport};
+pub use runtime::{
+    backend, core_count, core_id, spawn_on, stats, Backend, Builder, Handle, Runtime, ShutdownReport,
+    BACKEND_ENV,
+};
 pub use runtime_macros::{main, test};
 pub use stats::{CoreStats, RingFlags};
 pub use sys::probe::Probe;

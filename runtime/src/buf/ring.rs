@@ -67,6 +67,9 @@ pub(crate) struct BufRing {
     size: u32,
     /// Our copy of the tail we last published.
     tail: Cell<u16>,
+    /// On the readiness backend, where no kernel takes buffers, the head that
+    /// [`pop`](Self::pop) takes them from in the kernel's place.
+    head: Cell<u16>,
     /// Buffers held by `RecvBuf`s.
     out: Cell<u16>,
     /// Buffers named by CQEs that no op has taken yet.
@@ -113,6 +116,7 @@ impl BufRing {
             count,
             size,
             tail: Cell::new(0),
+            head: Cell::new(0),
             out: Cell::new(0),
             in_cqes: Cell::new(0),
         };
@@ -169,6 +173,32 @@ impl BufRing {
             bid,
             len,
         }))
+    }
+
+    /// The readiness backend, which plays the kernel's part for an unregistered ring:
+    /// the next published buffer (its id, address and size), taken from the head as
+    /// the kernel would. A receive into it that made no CQE hands it back with
+    /// [`unpop`](Self::unpop) before anything else touches the ring.
+    pub(crate) fn pop(&self) -> Option<(u16, *mut u8, u32)> {
+        let head = self.head.get();
+        if head == self.tail.get() {
+            return None;
+        }
+        let slot = usize::from(head & (self.entries - 1));
+        // SAFETY: `slot` < entries, inside the ring block; the descriptor between head
+        // and tail was written by `publish`; no kernel reads this ring (it is not
+        // registered on this backend), and the field is read through a raw place.
+        let bid = unsafe { ptr::addr_of!((*self.ring.as_ptr().add(slot)).bid).read() };
+        if bid >= self.count {
+            return None;
+        }
+        self.head.set(head.wrapping_add(1));
+        Some((bid, self.buf_ptr(bid), self.size))
+    }
+
+    /// Puts back the buffer the last [`pop`](Self::pop) took.
+    pub(crate) fn unpop(&self) {
+        self.head.set(self.head.get().wrapping_sub(1));
     }
 
     fn give_back(&self, bid: u16) {

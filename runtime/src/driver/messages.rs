@@ -23,7 +23,10 @@ impl Driver {
     /// `false` if it could not be queued: no `MSG_RING`, or the driver is busy (a wake
     /// sent from inside a driver call) or closed; the caller then uses the eventfd.
     pub(crate) fn send_msg(&self, target_fd: RawFd, core: u16) -> bool {
-        let Ok(mut inner) = self.inner.try_borrow_mut() else {
+        if !self.is_ring() {
+            return false;
+        }
+        let Ok(mut inner) = self.inner().try_borrow_mut() else {
             return false;
         };
         if !inner.msg_ring || inner.closed {
@@ -41,12 +44,15 @@ impl Driver {
 
     /// Cores whose `MSG_RING` failed since the last call (no allocation when none).
     pub(crate) fn take_failed_msgs(&self) -> Vec<u16> {
-        std::mem::take(&mut self.inner.borrow_mut().msg_failed)
+        if !self.is_ring() {
+            return Vec::new();
+        }
+        std::mem::take(&mut self.inner().borrow_mut().msg_failed)
     }
 
     /// Whether some `MSG_RING` failed since the last [`take_failed_msgs`](Self::take_failed_msgs).
     #[inline]
     pub(crate) fn has_failed_msgs(&self) -> bool {
-        !self.inner.borrow().msg_failed.is_empty()
+        self.is_ring() && !self.inner().borrow().msg_failed.is_empty()
     }
 }

@@ -22,7 +22,6 @@
 //! run foreign code that calls back into the driver.
 
 use std::cell::{Cell, RefCell};
-use std::collections::BTreeMap;
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 use std::rc::Rc;
@@ -39,6 +38,8 @@ use crate::stats::Counters;
 use crate::sys::uring::RingFd;
 use crate::task::Owner;
 
+mod epoll;
+mod exec;
 mod files;
 mod messages;
 mod op;
@@ -50,12 +51,14 @@ mod slots;
 mod timers;
 
 pub(crate) use files::FileTable;
-pub(crate) use op::{Completable, MultiOp, Multishot, Op};
+pub(crate) use exec::Exec;
+pub(crate) use op::{Completable, MultiOp, Multishot, Op, Runner, Step};
 pub(crate) use shutdown::close;
 pub(crate) use timers::TimerKey;
 
 use op::{Abandoned, AbandonedMulti};
 use slots::{Abandon, AbandonStream, Cqe, Queued, Slots, Token};
+use timers::Timers;
 
 /// `user_data` of the `ASYNC_CANCEL`s the driver queues: their CQEs carry nothing.
 const CANCEL_UD: u64 = u64::MAX;
@@ -93,7 +96,10 @@ pub(crate) fn submit_queued() {
     }
     // SAFETY: as in `current`: a non-null pointer in CURRENT is a live driver.
     let driver = unsafe { &*driver };
-    if let Ok(mut inner) = driver.inner.try_borrow_mut() {
+    let Engine::Ring(inner) = &driver.engine else {
+        return;
+    };
+    if let Ok(mut inner) = inner.try_borrow_mut() {
         if !inner.pending.is_empty() {
             inner.submit(false, None);
         }
@@ -123,7 +129,7 @@ pub(crate) fn no_runtime() -> io::Error {
 }
 
 /// The error of an op started while its core shuts down.
-fn shutting_down() -> io::Error {
+pub(super) fn shutting_down() -> io::Error {
     io::Error::other("the runtime is shutting down")
 }
 
@@ -142,11 +148,21 @@ pub(crate) struct Config {
     pub(crate) fixed_files: u32,
 }
 
-/// The per-core ring and everything that must stay alive while the kernel may use it.
+/// Which backend a core runs on, and what it needs to be set up.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Choice {
+    /// io_uring, with what the probe found.
+    Ring(&'static crate::sys::probe::Probe),
+    /// The readiness backend (epoll).
+    Epoll,
+}
+
+/// The per-core ring (or epoll set) and everything that must stay alive while the
+/// kernel may use it.
 pub(crate) struct Driver {
     /// Unique over the process's life (see [`current_id`]).
     id: u64,
-    inner: RefCell<Inner>,
+    engine: Engine,
     /// The provided-buffer ring, or why there is none.
     recv_ring: Result<Rc<BufRing>, Missing>,
     /// The registered-buffer pool, or why there is none.
@@ -173,7 +189,13 @@ impl Missing {
     }
 }
 
-/// The driver's state, borrowed for each of its calls.
+/// The backend: the ring's state, or the readiness backend's, borrowed for each call.
+enum Engine {
+    Ring(RefCell<Inner>),
+    Epoll(epoll::Engine),
+}
+
+/// The ring's state, borrowed for each of the driver's calls.
 struct Inner {
     ring: IoUring,
     ring_fd: RingFd,
@@ -188,8 +210,7 @@ struct Inner {
     epoch: u64,
     /// The provided-buffer ring, to count the buffers that CQEs name.
     bufs: Option<Rc<BufRing>>,
-    timers: BTreeMap<(Instant, u64), Owner>,
-    timer_seq: u64,
+    timers: Timers,
     /// The wake-up eventfd and the 8 bytes the ring reads it into: a raw allocation
     /// (never a moved `Box`, which would invalidate the kernel's pointer), freed only
     /// when the driver is, after shutdown has reaped the read's CQE.
@@ -214,6 +235,67 @@ struct Inner {
 }
 
 impl Driver {
+    /// The ring's state; only called on the io_uring backend.
+    #[inline(always)]
+    fn inner(&self) -> &RefCell<Inner> {
+        match &self.engine {
+            Engine::Ring(inner) => inner,
+            Engine::Epoll(_) => unreachable!("a ring call on the readiness backend"),
+        }
+    }
+
+    /// The readiness backend's state; only called on it.
+    fn poller(&self) -> &epoll::Engine {
+        match &self.engine {
+            Engine::Epoll(poller) => poller,
+            Engine::Ring(_) => unreachable!("a readiness call on the io_uring backend"),
+        }
+    }
+
+    /// Whether this core runs on io_uring (else on the readiness backend).
+    #[inline(always)]
+    pub(crate) fn is_ring(&self) -> bool {
+        matches!(self.engine, Engine::Ring(_))
+    }
+
+    /// Runs `timers` on whichever backend this is.
+    fn with_timers<R>(&self, f: impl FnOnce(&mut Timers) -> R) -> R {
+        match &self.engine {
+            Engine::Ring(inner) => f(&mut inner.borrow_mut().timers),
+            Engine::Epoll(poller) => f(&mut poller.borrow_mut().timers),
+        }
+    }
+
+    /// The readiness backend: runs `entry` now as a plain syscall.
+    ///
+    /// # Safety
+    ///
+    /// `entry` comes from the `prepare` of an op that is alive and untouched for the
+    /// call (the [`Completable`] contract's rule 1 then makes its pointers valid).
+    pub(crate) unsafe fn exec(&self, entry: &Entry, retry: bool) -> Exec {
+        // SAFETY: the caller's promise; the syscall runs no foreign code, so the
+        // borrow is safe to hold across it.
+        unsafe { self.poller().borrow_mut().exec(entry, retry) }
+    }
+
+    /// The readiness backend: waits for `events` on `fd` for the poll with `waker`.
+    fn wait_ready(&self, fd: RawFd, events: u32, waker: &Waker) -> io::Result<Token> {
+        self.poller().borrow_mut().wait(fd, events, waker)
+    }
+
+    /// The readiness backend: whether the wait `token` has ended.
+    fn poll_wait(&self, token: Token, cx: &mut Context<'_>) -> Poll<Cqe> {
+        let (poll, leftover) = self.poller().borrow_mut().poll_wait(token, cx);
+        drop(leftover);
+        poll
+    }
+
+    /// The readiness backend: the wait's future is gone.
+    fn withdraw_wait(&self, token: Token) {
+        let leftover = self.poller().borrow_mut().withdraw(token);
+        drop(leftover);
+    }
+
     /// The core's provided-buffer ring, or an error that says why there is none.
     pub(crate) fn recv_ring(&self) -> io::Result<&Rc<BufRing>> {
         self.recv_ring.as_ref().map_err(Missing::error)
@@ -232,7 +314,7 @@ impl Driver {
     /// Puts `fd` in slot `index` of the registered-file table at once, outside the
     /// submission queue (only for a slot no queued op names).
     pub(crate) fn update_file(&self, index: u32, fd: RawFd) -> io::Result<()> {
-        self.inner
+        self.inner()
             .borrow()
             .ring
             .submitter()
@@ -254,19 +336,30 @@ impl Driver {
 
     /// Has the ring read `fd`, so that a write to it ends a park.
     pub(crate) fn set_wake_fd(&self, fd: RawFd) {
-        self.inner.borrow_mut().wake_fd = Some(fd);
+        match &self.engine {
+            Engine::Ring(inner) => inner.borrow_mut().wake_fd = Some(fd),
+            Engine::Epoll(poller) => poller.borrow_mut().set_wake_fd(fd),
+        }
     }
 
-    /// The ring's own fd (not the registered index), for other rings to message.
-    pub(crate) fn ring_fd(&self) -> RawFd {
-        self.inner.borrow().ring.as_raw_fd()
+    /// The ring's own fd (not the registered index), for other rings to message; none
+    /// on the readiness backend.
+    pub(crate) fn ring_fd(&self) -> Option<RawFd> {
+        match &self.engine {
+            Engine::Ring(inner) => Some(inner.borrow().ring.as_raw_fd()),
+            Engine::Epoll(_) => None,
+        }
     }
 
     /// Whether a turn would find something without waiting: CQEs posted, completions
     /// the kernel holds for this thread (`SQ_TASKRUN`) or in overflow, or a due timer.
     /// For spinning before a park; a few loads, plus a clock read if a timer is set.
     pub(crate) fn has_work(&self) -> bool {
-        let mut inner = self.inner.borrow_mut();
+        let inner = match &self.engine {
+            Engine::Ring(inner) => inner,
+            Engine::Epoll(poller) => return poller.borrow().has_work(),
+        };
+        let mut inner = inner.borrow_mut();
         {
             let sq = inner.ring.submission();
             if sq.taskrun() || sq.cq_overflow() {
@@ -277,6 +370,7 @@ impl Driver {
             return true;
         }
         inner
+            .timers
             .next_deadline()
             .is_some_and(|deadline| deadline <= Instant::now())
     }
@@ -284,14 +378,19 @@ impl Driver {
     /// Submits what is queued without waiting, e.g. wake messages queued by a future
     /// that is about to return from `block_on`.
     pub(crate) fn flush(&self) {
-        self.inner.borrow_mut().submit(false, None);
+        if let Engine::Ring(inner) = &self.engine {
+            inner.borrow_mut().submit(false, None);
+        }
     }
 
     /// Hands every queued SQE to the kernel and returns once the kernel has taken them
     /// all (with SQPOLL too): from then on no SQE of this ring can name an fd that is
     /// closed or handed off afterwards.
     pub(crate) fn submit_all(&self) {
-        if let Ok(mut inner) = self.inner.try_borrow_mut() {
+        let Engine::Ring(inner) = &self.engine else {
+            return;
+        };
+        if let Ok(mut inner) = inner.try_borrow_mut() {
             inner.submit_all();
         }
     }
@@ -301,7 +400,7 @@ impl Driver {
     #[inline]
     fn submit<T: Completable>(&self, data: &mut T, waker: &Waker) -> io::Result<Token> {
         let mut entry = data.prepare(crate::buf::RingId::new(self.id));
-        let mut inner = self.inner.borrow_mut();
+        let mut inner = self.inner().borrow_mut();
         let inner = &mut *inner;
         if inner.closed {
             return Err(shutting_down());
@@ -316,7 +415,7 @@ impl Driver {
     /// Queues the SQE of a multishot op; its CQEs queue up in the slot.
     fn submit_multi<T: Multishot>(&self, data: &mut T, waker: &Waker) -> io::Result<Token> {
         let mut entry = data.prepare(crate::buf::RingId::new(self.id));
-        let mut inner = self.inner.borrow_mut();
+        let mut inner = self.inner().borrow_mut();
         let inner = &mut *inner;
         if inner.closed {
             return Err(shutting_down());
@@ -333,7 +432,7 @@ impl Driver {
     /// Hands the op back if the driver takes no more (it is shutting down).
     pub(crate) fn submit_detached<T: Completable>(&self, mut data: T) -> Result<(), T> {
         let mut entry = data.prepare(crate::buf::RingId::new(self.id));
-        let mut inner = self.inner.borrow_mut();
+        let mut inner = self.inner().borrow_mut();
         let inner = &mut *inner;
         if inner.closed {
             return Err(data);
@@ -348,7 +447,7 @@ impl Driver {
     /// Takes the op's CQE if it has come, or records who to wake when it does.
     #[inline(always)]
     fn poll_op(&self, token: Token, cx: &mut Context<'_>) -> Poll<Cqe> {
-        let (poll, leftover) = self.inner.borrow_mut().slots.poll(token, cx.waker());
+        let (poll, leftover) = self.inner().borrow_mut().slots.poll(token, cx.waker());
         // A waker's drop may run foreign code: not while the driver is borrowed.
         drop(leftover);
         poll
@@ -357,7 +456,7 @@ impl Driver {
     /// Takes the next CQE of a multishot op, or records who to wake when one comes.
     /// The slot is freed with the last CQE (the one without `F_MORE`).
     fn poll_multi(&self, token: Token, cx: &mut Context<'_>) -> Poll<Cqe> {
-        let (poll, leftover) = self.inner.borrow_mut().slots.poll_stream(token, cx.waker());
+        let (poll, leftover) = self.inner().borrow_mut().slots.poll_stream(token, cx.waker());
         drop(leftover);
         poll
     }
@@ -366,7 +465,7 @@ impl Driver {
     /// or never saw them (the SQE was not submitted yet: it is withdrawn), or keep them
     /// in the slot until the CQE and ask the kernel to cancel.
     fn abandon<T: Completable>(&self, token: Token, data: T) {
-        let mut guard = self.inner.borrow_mut();
+        let mut guard = self.inner().borrow_mut();
         let inner = &mut *guard;
         match inner.slots.abandon(token, data, inner.epoch) {
             Abandon::Done(data, cqe) => {
@@ -396,7 +495,7 @@ impl Driver {
     /// its SQE was never submitted, withdraw it.
     fn abandon_multi<T: Multishot>(&self, token: Token, data: T) {
         let abandoned = {
-            let mut guard = self.inner.borrow_mut();
+            let mut guard = self.inner().borrow_mut();
             let inner = &mut *guard;
             let abandoned = inner.slots.abandon_stream(token, inner.epoch);
             if let AbandonStream::Withdrawn(_, queued) = &abandoned {
@@ -421,7 +520,7 @@ impl Driver {
         for cqe in queued {
             data.more(cqe);
         }
-        let mut inner = self.inner.borrow_mut();
+        let mut inner = self.inner().borrow_mut();
         let leftover = inner.slots.orphan_stream(token, data);
         if !inner.closed {
             inner.cancel(token.0);
@@ -435,8 +534,12 @@ impl Driver {
     /// into `woken` for the executor to schedule; ops whose futures are gone are
     /// finished here, after the borrow.
     pub(crate) fn turn(&self, park: bool, woken: &mut Vec<Owner>) {
+        let inner = match &self.engine {
+            Engine::Ring(inner) => inner,
+            Engine::Epoll(poller) => return poller.borrow_mut().turn(park, woken),
+        };
         let finished = {
-            let mut inner = self.inner.borrow_mut();
+            let mut inner = inner.borrow_mut();
             inner.arm_wake_read();
             if park {
                 inner.park();
@@ -445,7 +548,13 @@ impl Driver {
             }
             inner.reap();
             if !inner.timers.is_empty() {
-                inner.fire_timers(Instant::now());
+                let Inner {
+                    timers,
+                    ready,
+                    counters,
+                    ..
+                } = &mut *inner;
+                timers.fire(Instant::now(), ready, counters);
             }
             woken.append(&mut inner.ready);
             if inner.finished.is_empty() {

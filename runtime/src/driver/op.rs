@@ -70,9 +70,40 @@ use std::task::{Context, Poll};
 
 use io_uring::squeue::Entry;
 
+use super::exec::Exec;
 use super::slots::{Cqe, Token};
 use super::Driver;
 use crate::buf::RingId;
+
+/// The ring id an op's SQE is built for on the readiness backend: no ring's, so every
+/// op builds its plain opcode (a registered buffer is a plain buffer there).
+const NO_RING: RingId = RingId::new(0);
+
+/// What one run of a multishot op on the readiness backend came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Step {
+    /// The CQE the ring would have posted: its result and flags (`F_MORE` while the
+    /// stream goes on).
+    Done(i32, u32),
+    /// It would block: wait for these `poll` events on this fd, then run it again.
+    Wait(RawFd, u32),
+}
+
+/// Runs SQEs as plain syscalls, for [`Multishot::step`] (the readiness backend).
+pub(crate) struct Runner<'a>(&'a Driver);
+
+impl Runner<'_> {
+    /// Runs `entry` once, without blocking.
+    ///
+    /// # Safety
+    ///
+    /// `entry` is from the caller's own `prepare` (or built the same way, from memory
+    /// it owns through heap blocks), valid by the [`Multishot`] contract for the call.
+    pub(crate) unsafe fn run(&mut self, entry: &Entry) -> Exec {
+        // SAFETY: the caller's promise.
+        unsafe { self.0.exec(entry, true) }
+    }
+}
 
 /// One io_uring operation: what it hands the kernel and what it makes of the CQE.
 ///
@@ -196,7 +227,25 @@ pub(crate) unsafe trait Multishot: Unpin + 'static {
     fn fd(&self) -> Option<RawFd> {
         None
     }
+
+    /// The readiness backend: runs the op once as plain syscalls and says which CQE
+    /// the ring would have posted, or what to wait for. By default each run is the
+    /// SQE of [`prepare`](Multishot::prepare) as its plain syscall, and a success
+    /// goes on (`F_MORE`) while a failure ends the stream, as a multishot accept does.
+    fn step(&mut self, runner: &mut Runner<'_>) -> Step {
+        let entry = self.prepare(NO_RING);
+        // SAFETY: the SQE of our own `prepare`, whose pointers the contract keeps valid
+        // while `self` lives, which it does across this call.
+        match unsafe { runner.run(&entry) } {
+            Exec::Done(result) if result >= 0 => Step::Done(result, CQE_F_MORE),
+            Exec::Done(result) => Step::Done(result, 0),
+            Exec::Wait(fd, events) => Step::Wait(fd, events),
+        }
+    }
 }
+
+/// `IORING_CQE_F_MORE`.
+pub(crate) const CQE_F_MORE: u32 = 1 << 1;
 
 /// Whether the kernel will post more CQEs for the op after this one.
 pub(crate) fn has_more(flags: u32) -> bool {
@@ -285,6 +334,9 @@ impl<T: Completable> Future for Op<T> {
                 let Some(driver) = super::current() else {
                     return Poll::Ready(this.finish(Err(super::no_runtime()), 0));
                 };
+                if !driver.is_ring() {
+                    return this.run(driver, cx, false);
+                }
                 let data = this.data.as_mut().expect("unsubmitted op has its data");
                 match driver.submit(data, cx.waker()) {
                     Ok(token) => {
@@ -294,8 +346,18 @@ impl<T: Completable> Future for Op<T> {
                     Err(e) => Poll::Ready(this.finish(Err(e), 0)),
                 }
             }
-            State::InFlight { driver, token } => match driver.poll_op(*token, cx) {
-                Poll::Ready(cqe) => Poll::Ready(this.finish(cqe.into_result(), cqe.flags)),
+            State::InFlight { driver, token } if driver.is_ring() => {
+                match driver.poll_op(*token, cx) {
+                    Poll::Ready(cqe) => Poll::Ready(this.finish(cqe.into_result(), cqe.flags)),
+                    Poll::Pending => Poll::Pending,
+                }
+            }
+            State::InFlight { driver, token } => match driver.poll_wait(*token, cx) {
+                Poll::Ready(_) => {
+                    let driver = driver.clone();
+                    this.state = State::Unsubmitted;
+                    this.run(driver, cx, true)
+                }
                 Poll::Pending => Poll::Pending,
             },
             State::Done => panic!("an io_uring op future was polled after it completed"),
@@ -303,9 +365,38 @@ impl<T: Completable> Future for Op<T> {
     }
 }
 
+impl<T: Completable> Op<T> {
+    /// The readiness backend: runs the op as its plain syscall; if that would block,
+    /// waits for its fd to be ready (the op runs again at the poll after that).
+    #[inline(never)]
+    fn run(&mut self, driver: Rc<Driver>, cx: &mut Context<'_>, retry: bool) -> Poll<T::Output> {
+        let data = self.data.as_mut().expect("an op holds its data until it completes");
+        let entry = data.prepare(NO_RING);
+        // SAFETY: the SQE of the op's own `prepare`; the op is alive and untouched for
+        // the call, which by rule 1 of `Completable` keeps every pointer in it valid.
+        match unsafe { driver.exec(&entry, retry) } {
+            Exec::Done(result) => {
+                let cqe = Cqe { result, flags: 0 };
+                Poll::Ready(self.finish(cqe.into_result(), 0))
+            }
+            Exec::Wait(fd, events) => match driver.wait_ready(fd, events, cx.waker()) {
+                Ok(token) => {
+                    self.state = State::InFlight { driver, token };
+                    Poll::Pending
+                }
+                Err(e) => Poll::Ready(self.finish(Err(e), 0)),
+            },
+        }
+    }
+}
+
 impl<T: Completable> Drop for Op<T> {
     fn drop(&mut self) {
         if let State::InFlight { driver, token } = &self.state {
+            if !driver.is_ring() {
+                // Only a wait for readiness: the kernel holds nothing of the op's.
+                return driver.withdraw_wait(*token);
+            }
             if let Some(data) = self.data.take() {
                 driver.abandon(*token, data);
             }
@@ -372,9 +463,20 @@ impl<T: Multishot> MultiOp<T> {
     pub(crate) fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<T::Item>> {
         let data = self.data.as_mut().expect("a multishot op keeps its data");
         match &self.state {
+            State::InFlight { driver, token } if !driver.is_ring() => {
+                match driver.poll_wait(*token, cx) {
+                    Poll::Ready(_) => {
+                        let driver = driver.clone();
+                        self.state = State::Unsubmitted;
+                        self.step(driver, cx)
+                    }
+                    Poll::Pending => Poll::Pending,
+                }
+            }
             State::Unsubmitted => {
                 let submitted = match super::current() {
                     None => Err(super::no_runtime()),
+                    Some(driver) if !driver.is_ring() => return self.step(driver, cx),
                     Some(driver) => driver
                         .submit_multi(data, cx.waker())
                         .map(|token| (driver, token)),
@@ -404,9 +506,39 @@ impl<T: Multishot> MultiOp<T> {
     }
 }
 
+impl<T: Multishot> MultiOp<T> {
+    /// The readiness backend: runs the op once; an item if it made one, else a wait.
+    #[inline(never)]
+    fn step(&mut self, driver: Rc<Driver>, cx: &mut Context<'_>) -> Poll<Option<T::Item>> {
+        let data = self.data.as_mut().expect("a multishot op keeps its data");
+        match data.step(&mut Runner(&driver)) {
+            Step::Done(result, flags) => {
+                if !has_more(flags) {
+                    self.state = State::Done;
+                }
+                let cqe = Cqe { result, flags };
+                Poll::Ready(Some(data.item(cqe.into_result(), flags)))
+            }
+            Step::Wait(fd, events) => match driver.wait_ready(fd, events, cx.waker()) {
+                Ok(token) => {
+                    self.state = State::InFlight { driver, token };
+                    Poll::Pending
+                }
+                Err(e) => {
+                    self.state = State::Done;
+                    Poll::Ready(Some(data.item(Err(e), 0)))
+                }
+            },
+        }
+    }
+}
+
 impl<T: Multishot> Drop for MultiOp<T> {
     fn drop(&mut self) {
         if let State::InFlight { driver, token } = &self.state {
+            if !driver.is_ring() {
+                return driver.withdraw_wait(*token);
+            }
             if let Some(data) = self.data.take() {
                 driver.abandon_multi(*token, data);
             }

@@ -135,7 +135,7 @@ impl Inner {
     /// Waits for at least one completion or the earliest timer, submitting what is
     /// queued in the same call.
     pub(super) fn park(&mut self) {
-        let Some(deadline) = self.next_deadline() else {
+        let Some(deadline) = self.timers.next_deadline() else {
             return self.submit(true, None);
         };
         match deadline.checked_duration_since(Instant::now()) {

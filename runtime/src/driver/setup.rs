@@ -2,7 +2,6 @@
 //! buffers, the registered-file table), and letting go of them.
 
 use std::cell::RefCell;
-use std::collections::BTreeMap;
 use std::io;
 use std::os::fd::AsRawFd;
 use std::rc::Rc;
@@ -10,7 +9,8 @@ use std::sync::Arc;
 
 use io_uring::{opcode, IoUring};
 
-use super::{Config, Driver, FileTable, Inner, Missing, Slots};
+use super::epoll::Poller;
+use super::{Config, Driver, Engine, FileTable, Inner, Missing, Slots};
 use crate::buf::fixed::Pool;
 use crate::buf::ring::{self, BufRing};
 use crate::stats::Counters;
@@ -24,8 +24,7 @@ impl Driver {
         probe: &Probe,
         counters: Arc<Counters>,
     ) -> io::Result<Driver> {
-        static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
-        let id = NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let id = next_id();
         let entries = config.entries;
         let (ring, mut flags) = probe.setup_ring(entries, config.sqpoll_idle)?;
         let ring_fd = RingFd::register(ring.as_raw_fd(), ring.params().is_feature_no_iowait());
@@ -82,7 +81,7 @@ impl Driver {
             recv_ring,
             fixed_pool,
             files,
-            inner: RefCell::new(Inner {
+            engine: Engine::Ring(RefCell::new(Inner {
                 ring,
                 ring_fd,
                 sqpoll: flags.sqpoll,
@@ -90,8 +89,7 @@ impl Driver {
                 pending: Vec::with_capacity(entries as usize),
                 epoch: 0,
                 bufs,
-                timers: BTreeMap::new(),
-                timer_seq: 0,
+                timers: Default::default(),
                 wake_fd: None,
                 wake_buf: crate::buf::KernelBox::new(0),
                 wake_armed: false,
@@ -102,29 +100,65 @@ impl Driver {
                 msg_skip,
                 msg_failed: Vec::new(),
                 counters,
-            }),
+            })),
         })
     }
+
+    /// Sets up the readiness backend: an epoll set, and plain memory for what the ring
+    /// would register (provided and fixed buffers work as plain buffers; there is no
+    /// registered-file table).
+    pub(crate) fn new_epoll(config: &Config, counters: Arc<Counters>) -> io::Result<Driver> {
+        let id = next_id();
+        let recv_ring = match config.recv_buffers {
+            (0, _) => Err(Missing::Disabled(
+                "this core has no receive buffers: multishot receive needs \
+                 Builder::recv_buffers(count, size) with a count above 0",
+            )),
+            (count, size) => Ok(Rc::new(BufRing::new(count, size)?)),
+        };
+        let fixed_pool = match config.fixed_buffers {
+            (0, _) => Err(Missing::Disabled(
+                "this core has no registered buffers: ask for them with \
+                 Builder::fixed_buffers(count, size)",
+            )),
+            (count, size) => Ok(Rc::new(Pool::new(count, size, id)?)),
+        };
+        Ok(Driver {
+            id,
+            recv_ring,
+            fixed_pool,
+            files: Err(Missing::Disabled(
+                "the epoll backend has no registered-file table: registered files are an \
+                 io_uring feature",
+            )),
+            engine: Engine::Epoll(RefCell::new(Poller::new(counters)?)),
+        })
+    }
+}
+
+/// A driver id never used before in this process (see [`super::current_id`]).
+fn next_id() -> u64 {
+    static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
 impl Drop for Driver {
     fn drop(&mut self) {
         // Normally the runtime has shut down already; this keeps rule 6 if it has not.
         self.shutdown();
+        let Engine::Ring(inner) = &self.engine else {
+            return;
+        };
+        let inner = inner.borrow();
         if self.fixed_pool.is_ok() {
             // No op is in flight: the kernel lets go of the pages here, and FixedBufs
             // still held keep the memory alive as plain memory.
-            let _ = self.inner.borrow().ring.submitter().unregister_buffers();
+            let _ = inner.ring.submitter().unregister_buffers();
         }
         if self.recv_ring.is_ok() {
             // No op is in flight any more; RecvBufs still held keep the memory alive,
             // and the kernel forgets it here (or when the ring fd closes).
-            let _ = self
-                .inner
-                .borrow()
-                .ring
-                .submitter()
-                .unregister_buf_ring(ring::GROUP);
+            let _ = inner.ring.submitter().unregister_buf_ring(ring::GROUP);
         }
     }
 }

@@ -2,7 +2,7 @@
 //! to leave the runtime (`into_std`), and closing an fd behind the ops that name it
 //! (rule 5).
 
-use std::os::fd::{OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
 
 use super::{current, ops, Driver, Inner};
@@ -23,11 +23,17 @@ impl Driver {
     /// match from the start of its table, where the requests it has already cancelled
     /// still sit until their completions run, so it is quadratic.)
     pub(crate) fn shutdown(&self) {
+        if !self.is_ring() {
+            // Nothing is lent to the kernel: waits still in the table are withdrawn by
+            // their futures' drops; owners and timers are let go of after the borrow.
+            let leftovers = self.poller().borrow_mut().shutdown();
+            return drop(leftovers);
+        }
         let mut last_cancel = None::<Instant>;
         let mut last_progress = Instant::now();
         loop {
             let (ready, finished) = {
-                let mut inner = self.inner.borrow_mut();
+                let mut inner = self.inner().borrow_mut();
                 inner.closed = true;
                 if inner.in_flight() == 0 {
                     break;
@@ -60,10 +66,10 @@ impl Driver {
                 op.finish(cqe);
             }
         }
-        let mut inner = self.inner.borrow_mut();
+        let mut inner = self.inner().borrow_mut();
         // Messages to other cores queued last still go out.
         inner.submit(false, None);
-        let timers = std::mem::take(&mut inner.timers);
+        let timers = inner.timers.take();
         let ready = std::mem::take(&mut inner.ready);
         drop(inner);
         drop((timers, ready));
@@ -72,7 +78,9 @@ impl Driver {
     /// Whether an op dropped in flight on `fd` still waits for its last CQE: only
     /// then does a hand-off of `fd` need [`release_fd`](Driver::release_fd)'s wait.
     pub(crate) fn has_orphans(&self, fd: RawFd) -> bool {
-        self.inner.borrow().slots.has_orphans(fd)
+        self.is_ring()
+            && self
+                .inner().borrow().slots.has_orphans(fd)
     }
 
     /// Readies `fd` to leave the runtime (`into_std`): every queued SQE goes to the
@@ -80,10 +88,13 @@ impl Driver {
     /// flight on it is waited for (their cancels are on the way), so no op of ours acts
     /// on the socket once its new owner has it.
     pub(crate) fn release_fd(&self, fd: RawFd) {
+        if !self.is_ring() {
+            return self.poller().borrow_mut().release(fd);
+        }
         let mut last_cancel = Instant::now();
         loop {
             let (ready, finished) = {
-                let mut inner = self.inner.borrow_mut();
+                let mut inner = self.inner().borrow_mut();
                 inner.submit_all();
                 if !inner.slots.has_orphans(fd) {
                     return;
@@ -133,6 +144,12 @@ pub(crate) fn close(fd: OwnedFd) {
     let Some(driver) = current() else {
         return drop(fd);
     };
+    if !driver.is_ring() {
+        // Nothing is queued on the readiness backend: the fd is closed at once, and
+        // what the poller knew of its number is forgotten.
+        driver.poller().borrow_mut().forget(fd.as_raw_fd());
+        return drop(fd);
+    }
     if let Err(close) = driver.submit_detached(ops::Close::new(fd)) {
         // Shutting down, nothing new is queued: every SQE queued so far goes to the
         // kernel first, so none is left to name the number once it is free.

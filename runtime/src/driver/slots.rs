@@ -493,6 +493,23 @@ impl Slots {
         }
     }
 
+    /// A readiness wait's future is gone (the readiness backend, where a wait lends the
+    /// kernel nothing): its slot is freed whatever its state. The owner, if it was
+    /// still waiting, is for the caller to drop.
+    pub(crate) fn withdraw_wait(&mut self, token: Token) -> Leftover {
+        let slot = self.slot(token);
+        let owner = match slot.state {
+            State::Waiting => Some(slot.take_owner()),
+            State::Completed(_) => None,
+            _ => unreachable!("a readiness wait's slot is waiting or completed"),
+        };
+        if owner.is_some() {
+            self.in_flight -= 1;
+        }
+        let _ = self.slots.remove(token.index());
+        owner.map_or(Leftover::None, Leftover::Owner)
+    }
+
     /// A multishot op's stream is gone; `epoch` is the backend's current submission.
     pub(crate) fn abandon_stream(&mut self, token: Token, epoch: u64) -> AbandonStream {
         let slot = self.slot(token);

@@ -31,7 +31,6 @@ use std::time::{Duration, Instant};
 
 use crate::driver::{self, Driver};
 use crate::stats::Counters;
-use crate::sys::probe::Probe;
 use crate::task::{Job, Owner, TaskId, Tasks};
 
 mod census;
@@ -116,13 +115,16 @@ impl Executor {
         census: Arc<Census>,
         index: usize,
         config: &driver::Config,
-        probe: &Probe,
+        backend: driver::Choice,
         spin: Option<Duration>,
     ) -> io::Result<Executor> {
         crate::task::set_remote_wake(cores::wake_remote);
         let counters = cores.counters(index).clone();
         let inbox = cores.inbox(index);
-        let driver = Driver::new(config, probe, counters.clone())?;
+        let driver = match backend {
+            driver::Choice::Ring(probe) => Driver::new(config, probe, counters.clone())?,
+            driver::Choice::Epoll => Driver::new_epoll(config, counters.clone())?,
+        };
         driver.set_wake_fd(inbox.eventfd());
         let tasks = Tasks::new(inbox.core(), counters.clone());
         Ok(Executor {
@@ -144,7 +146,7 @@ impl Executor {
     }
 
     /// The fd of this core's ring.
-    pub(crate) fn ring_fd(&self) -> RawFd {
+    pub(crate) fn ring_fd(&self) -> Option<RawFd> {
         self.core.driver.ring_fd()
     }
 

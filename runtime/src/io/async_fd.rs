@@ -169,8 +169,9 @@ impl Drop for Waits {
         // kernel, holding a reference to the file (a pipe's write end stays open for
         // the reader while it does); wait for its last CQE, as a socket's `into_std`
         // does, so nothing of ours outlives the hand-off of the fd.
+        // On the readiness backend, the fd also leaves the core's epoll set.
         if let Some(driver) = driver::current() {
-            if driver.has_orphans(self.fd) {
+            if !driver.is_ring() || driver.has_orphans(self.fd) {
                 driver.release_fd(self.fd);
             }
         }
@@ -205,8 +206,13 @@ impl<T: AsRawFd> AsyncFd<T> {
                 format!("AsyncFd::new: {fd} is not a file descriptor (it is negative)"),
             ));
         }
-        if !Probe::get()?.supports(io_uring::opcode::PollAdd::CODE) {
-            return Err(poll_add_missing());
+        // The readiness backend waits with epoll; a ring needs its poll opcode.
+        if crate::backend() != Some(crate::Backend::Epoll) {
+            if let Ok(probe) = Probe::get() {
+                if !probe.supports(io_uring::opcode::PollAdd::CODE) {
+                    return Err(poll_add_missing());
+                }
+            }
         }
         Ok(AsyncFd {
             waits: Waits {

@@ -23,8 +23,11 @@ use crate::driver;
 use crate::executor::{self, Census, Cores, Executor};
 use crate::stats::CoreStats;
 use crate::sys::affinity::CpuSet;
-use crate::sys::probe::Probe;
 use crate::task::{remote_job, JoinHandle, MAX_CORES};
+
+mod backend;
+
+pub use backend::{Backend, BACKEND_ENV};
 
 /// Sets up a [`Runtime`].
 ///
@@ -45,6 +48,7 @@ pub struct Builder {
     recv_buffers: (u16, u32),
     fixed_buffers: (u16, usize),
     fixed_files: u32,
+    backend: Backend,
 }
 
 impl Default for Builder {
@@ -69,6 +73,7 @@ impl Builder {
             recv_buffers: (256, 4096),
             fixed_buffers: (0, 0),
             fixed_files: 256,
+            backend: Backend::Auto,
         }
     }
 
@@ -167,12 +172,23 @@ impl Builder {
         self
     }
 
+    /// The I/O backend (default [`Backend::Auto`]: io_uring where a ring can be set
+    /// up, else epoll, unless the environment variable `RUNTIME_BACKEND=io_uring|epoll`
+    /// says which). [`Runtime::backend`] tells which one runs, and
+    /// [`Runtime::fallback_reason`] why io_uring did not.
+    pub fn backend(mut self, backend: Backend) -> Builder {
+        self.backend = backend;
+        self
+    }
+
     /// Starts the runtime: core 0 on this thread, the other cores on threads of their
     /// own.
     ///
-    /// Fails with an error that says what to do when io_uring is unavailable (kernel
-    /// without it, `kernel.io_uring_disabled`, a seccomp filter such as Docker's
-    /// default), the kernel is too old, or a setting is out of range.
+    /// With [`Backend::IoUring`] (or `RUNTIME_BACKEND=io_uring`), fails with an error
+    /// that says what to do when io_uring is unavailable (kernel without it,
+    /// `kernel.io_uring_disabled`, a seccomp filter such as Docker's default) or the
+    /// kernel is too old; with [`Backend::Auto`] the runtime falls back to epoll then.
+    /// Fails too if a setting is out of range or `RUNTIME_BACKEND` names no backend.
     pub fn build(self) -> io::Result<Runtime> {
         let allowed = CpuSet::of_current_thread()?;
         let cpus = allowed.cpus();
@@ -186,8 +202,7 @@ impl Builder {
                 ),
             ));
         }
-        let probe = Probe::get()?;
-        probe.check_required()?;
+        let (choice, fallback) = backend::choose(self.backend)?;
         crate::buf::fixed::check_config(self.fixed_buffers.0, self.fixed_buffers.1)?;
         let config = driver::Config {
             entries: self.ring_entries,
@@ -212,7 +227,7 @@ impl Builder {
         if let Some(cpu) = cpu_of(0) {
             pin_current_thread(cpu).map_err(restore)?;
         }
-        let executor = Executor::new(cores.clone(), census.clone(), 0, &config, probe, self.spin)
+        let executor = Executor::new(cores.clone(), census.clone(), 0, &config, choice, self.spin)
             .map_err(restore)?;
         let mut runtime = Runtime {
             executor,
@@ -222,11 +237,18 @@ impl Builder {
             threads: Vec::with_capacity(n - 1),
             ring_fds: Vec::with_capacity(n),
             saved_mask,
+            backend: match choice {
+                driver::Choice::Ring(_) => Backend::IoUring,
+                driver::Choice::Epoll => Backend::Epoll,
+            },
+            fallback,
             _not_send: PhantomData,
         };
-        let fd = crate::sys::dup(runtime.executor.ring_fd())?;
-        cores.inbox(0).set_ring_fd(fd.as_raw_fd());
-        runtime.ring_fds.push(fd);
+        if let Some(ring) = runtime.executor.ring_fd() {
+            let fd = crate::sys::dup(ring)?;
+            cores.inbox(0).set_ring_fd(fd.as_raw_fd());
+            runtime.ring_fds.push(fd);
+        }
 
         // The other cores. A failure drops `runtime`, which stops and joins the
         // cores that did start.
@@ -240,7 +262,7 @@ impl Builder {
             let spin = self.spin;
             let thread = thread::Builder::new()
                 .name(format!("runtime-core-{index}"))
-                .spawn(move || run_core(cores, census, index, cpu, spin, &config, probe, ready))
+                .spawn(move || run_core(cores, census, index, cpu, spin, &config, choice, ready))
                 .map_err(|e| {
                     io::Error::new(e.kind(), format!("could not start core {index}: {e}"))
                 })?;
@@ -254,8 +276,10 @@ impl Builder {
             let fd = result.map_err(|e| {
                 io::Error::new(e.kind(), format!("could not start core {index}: {e}"))
             })?;
-            cores.inbox(index).set_ring_fd(fd.as_raw_fd());
-            runtime.ring_fds.push(fd);
+            if let Some(fd) = fd {
+                cores.inbox(index).set_ring_fd(fd.as_raw_fd());
+                runtime.ring_fds.push(fd);
+            }
         }
         Ok(runtime)
     }
@@ -303,7 +327,8 @@ fn pin_current_thread(cpu: usize) -> io::Result<()> {
     }
 }
 
-type Ready = mpsc::Sender<(usize, io::Result<OwnedFd>)>;
+/// A core's start: a copy of its ring's fd (none on the readiness backend), or why not.
+type Ready = mpsc::Sender<(usize, io::Result<Option<OwnedFd>>)>;
 
 /// The body of a core thread: set the core up, say so, run it until it is stopped,
 /// then shut it down. Returns how many tasks the shutdown cancelled.
@@ -315,15 +340,15 @@ fn run_core(
     cpu: Option<usize>,
     spin: Option<Duration>,
     config: &driver::Config,
-    probe: &Probe,
+    backend: driver::Choice,
     ready: Ready,
 ) -> usize {
     let started = (|| {
         if let Some(cpu) = cpu {
             pin_current_thread(cpu)?;
         }
-        let executor = Executor::new(cores, census, index, config, probe, spin)?;
-        let fd = crate::sys::dup(executor.ring_fd())?;
+        let executor = Executor::new(cores, census, index, config, backend, spin)?;
+        let fd = executor.ring_fd().map(crate::sys::dup).transpose()?;
         Ok((executor, fd))
     })();
     match started {
@@ -366,6 +391,9 @@ pub struct Runtime {
     /// other cores may still have queued.
     ring_fds: Vec<OwnedFd>,
     saved_mask: Option<CpuSet>,
+    backend: Backend,
+    /// Why io_uring was not used, when `Backend::Auto` fell back to epoll.
+    fallback: Option<io::Error>,
     _not_send: PhantomData<*const ()>,
 }
 
@@ -378,6 +406,18 @@ impl Runtime {
     /// A panic in `future` reaches the caller; the runtime stays usable.
     pub fn block_on<F: Future>(&mut self, future: F) -> F::Output {
         self.executor.block_on(future)
+    }
+
+    /// The backend the cores run on: [`Backend::IoUring`] or [`Backend::Epoll`].
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Why io_uring is not used, when [`Backend::Auto`] fell back to epoll: the error
+    /// [`Backend::IoUring`] would have failed with, which says what to do to have
+    /// io_uring. `None` on io_uring, and when epoll was asked for.
+    pub fn fallback_reason(&self) -> Option<&io::Error> {
+        self.fallback.as_ref()
     }
 
     /// Runs the future `f(core)` on every core at once and returns their outputs in
@@ -952,4 +992,24 @@ mod tests {
         let e = rt.block_on(async { FixedBufPool::current().unwrap_err() });
         assert!(e.to_string().contains("fixed_buffers"), "{e}");
     }
+}
+
+/// The backend of the core running on this thread ([`Backend::IoUring`] or
+/// [`Backend::Epoll`]), or `None` outside a runtime.
+///
+/// ```
+/// let mut rt = runtime::Builder::new().cores(1).pin(false).build()?;
+/// let backend = rt.block_on(async { runtime::backend() });
+/// assert_eq!(backend, Some(rt.backend()));
+/// assert_eq!(runtime::backend(), None, "not on a core");
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub fn backend() -> Option<Backend> {
+    driver::current().map(|driver| {
+        if driver.is_ring() {
+            Backend::IoUring
+        } else {
+            Backend::Epoll
+        }
+    })
 }

@@ -89,3 +89,11 @@ pub(crate) fn dup(fd: std::os::fd::RawFd) -> io::Result<OwnedFd> {
     // SAFETY: `new` was just returned by fcntl and is owned by nobody else.
     Ok(unsafe { OwnedFd::from_raw_fd(new) })
 }
+
+/// Empties a non-blocking eventfd's counter (the readiness backend's wake-up fd).
+pub(crate) fn eventfd_drain(fd: std::os::fd::RawFd) {
+    let mut value: u64 = 0;
+    // The pointer is to a live local u64 of the 8 bytes an eventfd read fills; the fd
+    // is non-blocking, so an empty counter fails with EAGAIN instead of waiting.
+    let _ = syscall!(read(fd, (&mut value as *mut u64).cast(), 8));
+}

@@ -257,3 +257,18 @@ pub(crate) fn set_blocking(fd: &OwnedFd) -> io::Result<()> {
     }
     Ok(())
 }
+
+/// Sets or clears `O_NONBLOCK` on `fd` (the readiness backend's sockets, pipes and
+/// eventfds); `false` if the fd has no flags to set (it is not open).
+pub(crate) fn set_nonblocking_raw(fd: RawFd, nonblocking: bool) -> bool {
+    // fcntl with F_GETFL/F_SETFL takes plain integers.
+    let Ok(flags) = super::syscall!(fcntl(fd, libc::F_GETFL)) else {
+        return false;
+    };
+    let wanted = if nonblocking {
+        flags | libc::O_NONBLOCK
+    } else {
+        flags & !libc::O_NONBLOCK
+    };
+    wanted == flags || super::syscall!(fcntl(fd, libc::F_SETFL, wanted)).is_ok()
+}

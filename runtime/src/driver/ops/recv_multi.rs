@@ -6,7 +6,12 @@ use io_uring::{cqueue, opcode, squeue::Entry, types};
 
 use crate::buf::ring::{BufRing, GROUP};
 use crate::buf::{RecvBuf, RingId};
-use crate::driver::Multishot;
+use crate::driver::{Exec, Multishot, Runner, Step};
+
+/// `IORING_CQE_F_BUFFER` and `IORING_CQE_F_MORE`, and where the buffer id goes.
+const F_BUFFER: u32 = 1;
+const F_MORE: u32 = 1 << 1;
+const BUFFER_SHIFT: u32 = 16;
 
 /// Multishot `IORING_OP_RECV` over the core's provided-buffer ring (Linux 6.0): each
 /// CQE names the buffer the kernel filled. A buffer nobody takes (the stream was
@@ -52,6 +57,33 @@ unsafe impl Multishot for RecvMulti {
 
     fn prepare(&mut self, _ring: RingId) -> Entry {
         opcode::RecvMulti::new(types::Fd(self.fd), GROUP).build()
+    }
+
+    /// A plain receive into the next pooled buffer, which the CQE made up names, as
+    /// the kernel's would: the same `item` takes it. No free buffer is `-ENOBUFS`, as
+    /// on the ring.
+    fn step(&mut self, runner: &mut Runner<'_>) -> Step {
+        let Some((bid, ptr, size)) = self.ring.pop() else {
+            return Step::Done(-libc::ENOBUFS, 0);
+        };
+        let entry = opcode::Recv::new(types::Fd(self.fd), ptr, size).build();
+        // SAFETY: `ptr` is `size` bytes of buffer `bid` in the ring's buffer block,
+        // which lives as long as `self.ring`; popped, it is in no other hand.
+        match unsafe { runner.run(&entry) } {
+            Exec::Done(n) if n > 0 => {
+                self.ring.named_by_cqe();
+                Step::Done(n, F_BUFFER | F_MORE | u32::from(bid) << BUFFER_SHIFT)
+            }
+            // The end of the stream (0) or an error: the last CQE, naming no buffer.
+            Exec::Done(result) => {
+                self.ring.unpop();
+                Step::Done(result, 0)
+            }
+            Exec::Wait(fd, events) => {
+                self.ring.unpop();
+                Step::Wait(fd, events)
+            }
+        }
     }
 
     fn item(&mut self, result: io::Result<u32>, flags: u32) -> io::Result<Received> {

@@ -4,7 +4,11 @@ use std::os::fd::RawFd;
 use io_uring::{cqueue, opcode, squeue::Entry, types};
 
 use crate::buf::{IoBuf, RingId};
-use crate::driver::Multishot;
+use crate::driver::{Exec, Multishot, Runner, Step};
+
+/// `IORING_CQE_F_MORE` and `IORING_CQE_F_NOTIF`.
+const F_MORE: u32 = 1 << 1;
+const F_NOTIF: u32 = 1 << 3;
 
 /// `IORING_OP_SEND_ZC` (Linux 6.0): the kernel sends from the buffer itself. It posts
 /// the send's result (with `F_MORE` when a notification follows) and then a
@@ -14,11 +18,17 @@ use crate::driver::Multishot;
 pub(crate) struct SendZc<B> {
     fd: RawFd,
     buf: Option<B>,
+    /// The readiness backend sent it: the notification is next.
+    sent: bool,
 }
 
 impl<B: IoBuf> SendZc<B> {
     pub(crate) fn new(fd: RawFd, buf: B) -> SendZc<B> {
-        SendZc { fd, buf: Some(buf) }
+        SendZc {
+            fd,
+            buf: Some(buf),
+            sent: false,
+        }
     }
 
     /// The buffer back, once the op's last CQE has been taken.
@@ -56,6 +66,24 @@ unsafe impl<B: IoBuf> Multishot for SendZc<B> {
         opcode::SendZc::new(types::Fd(self.fd), buf.stable_ptr(), len)
             .flags(libc::MSG_NOSIGNAL)
             .build()
+    }
+
+    /// A plain send, then the notification the ring would post: a copying send lets
+    /// go of the buffer when it returns.
+    fn step(&mut self, runner: &mut Runner<'_>) -> Step {
+        if self.sent {
+            return Step::Done(0, F_NOTIF);
+        }
+        let entry = self.prepare(RingId::new(0));
+        // SAFETY: the SQE of our own `prepare`, valid while `self` lives (above).
+        match unsafe { runner.run(&entry) } {
+            Exec::Done(n) if n >= 0 => {
+                self.sent = true;
+                Step::Done(n, F_MORE)
+            }
+            Exec::Done(err) => Step::Done(err, 0),
+            Exec::Wait(fd, events) => Step::Wait(fd, events),
+        }
     }
 
     fn item(&mut self, result: io::Result<u32>, flags: u32) -> ZcEvent {
