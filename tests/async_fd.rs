@@ -323,9 +323,10 @@ fn dropping_pending_waits_a_thousand_times_leaks_nothing_and_a_later_wait_works(
             }
             drop(wait);
         }
+        // On the epoll backend every dropped wait is withdrawn: none reached a kernel.
         assert_eq!(
             runtime::stats().ops_withdrawn - withdrawn,
-            500,
+            if tests::on_epoll() { 1000 } else { 500 },
             "the polls dropped before their turn were withdrawn, the others cancelled"
         );
         assert_eq!(settle_ops(ops).await, ops, "every poll's last CQE came");
@@ -354,9 +355,10 @@ fn into_inner_with_a_wait_dropped_in_flight_hands_back_a_usable_fd() {
         assert!(out.is_none());
         turns(1).await;
         drop(wait);
+        // On the epoll backend a dropped wait is gone at once: nothing is in a kernel.
         assert_eq!(
             in_flight(),
-            ops + 1,
+            ops + u64::from(!tests::on_epoll()),
             "the cancelled poll is still in the kernel"
         );
 

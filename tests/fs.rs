@@ -238,8 +238,9 @@ fn a_dropped_open_closes_the_file_it_opened_late() {
             drop(done);
             drop(open);
         }
+        // On the epoll backend an open runs to the end inside its first poll.
         assert!(
-            dropped_in_flight > 0,
+            dropped_in_flight > 0 || tests::on_epoll(),
             "no open was still in flight when dropped"
         );
         assert_eq!(settle_fds(before).await, before, "an opened fd leaked");

@@ -66,6 +66,9 @@ async fn turn_ring() {
 
 #[test]
 fn a_stale_send_never_reaches_the_socket_that_reuses_the_number() {
+    if tests::ring_only("an SQE queued before a hand-off") {
+        return;
+    }
     let _serial = serial();
     for (what, mut rt) in runtimes() {
         rt.block_on(async {
@@ -178,6 +181,9 @@ fn a_listener_handed_off_takes_no_connection_of_the_next_listener() {
 
 #[test]
 fn a_stale_send_on_a_unix_stream_never_reaches_the_next_owner_of_the_number() {
+    if tests::ring_only("an SQE queued before a hand-off") {
+        return;
+    }
     let _serial = serial();
     let dir = TempDir::new("handoff");
     let path = dir.join("sock");
@@ -217,6 +223,9 @@ fn a_stale_send_on_a_unix_stream_never_reaches_the_next_owner_of_the_number() {
 
 #[test]
 fn a_stale_datagram_never_leaves_from_the_next_owner_of_the_number() {
+    if tests::ring_only("an SQE queued before a hand-off") {
+        return;
+    }
     let _serial = serial();
     let mut rt = tests::rt();
     rt.block_on(async {

@@ -185,6 +185,9 @@ enum Against {
 
 #[test]
 fn parked_cores_are_not_counted_as_waiting_for_io() {
+    if tests::ring_only("IORING_ENTER_NO_IOWAIT") {
+        return;
+    }
     let probe = runtime::Probe::get().unwrap();
     if !probe.no_iowait() {
         println!(

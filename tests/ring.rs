@@ -175,6 +175,9 @@ fn assert_sqpoll_rings(stats: &[runtime::CoreStats]) {
 
 #[test]
 fn sqpoll_runs_ops_and_timers() {
+    if tests::ring_only("SQPOLL") {
+        return;
+    }
     let Some((_serial, mut rt)) = sqpoll_runtime(1, false, None) else {
         return;
     };
@@ -259,6 +262,9 @@ fn pin_sq_threads(cpu: usize) {
 /// them from the SQ, so the core hardly enters at all.
 #[test]
 fn sqpoll_submits_without_entering_the_kernel() {
+    if tests::ring_only("SQPOLL") {
+        return;
+    }
     const OPS: u64 = 2000;
     let spin = Some(Duration::from_millis(1));
     async fn nops() -> runtime::CoreStats {
@@ -323,6 +329,9 @@ fn sqpoll_submits_without_entering_the_kernel() {
 
 #[test]
 fn sqpoll_round_trips_bytes_over_tcp_and_a_pipe() {
+    if tests::ring_only("SQPOLL") {
+        return;
+    }
     const LEN: usize = 1 << 20;
     let Some((_serial, mut rt)) = sqpoll_runtime(1, false, None) else {
         return;
@@ -371,6 +380,9 @@ fn sqpoll_round_trips_bytes_over_tcp_and_a_pipe() {
 /// Two SQPOLL cores wake each other with MSG_RING, which the SQ threads send.
 #[test]
 fn sqpoll_cores_wake_each_other_by_msg_ring() {
+    if tests::ring_only("SQPOLL") {
+        return;
+    }
     let Some((_serial, mut rt)) = sqpoll_runtime(2, false, None) else {
         return;
     };
@@ -407,6 +419,9 @@ fn sqpoll_cores_wake_each_other_by_msg_ring() {
 /// runtime asks for by default, so each one must be there (not silently dropped).
 #[test]
 fn every_core_ring_has_the_default_flags_the_kernel_offers() {
+    if tests::ring_only("ring setup flags") {
+        return;
+    }
     let _serial = serial();
     let probe = runtime::Probe::get().unwrap();
     let release = probe.kernel_release();

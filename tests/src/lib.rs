@@ -128,6 +128,27 @@ pub fn rt() -> runtime::Runtime {
         .expect("the runtime starts")
 }
 
+/// Whether this run of the suite is on the readiness backend (`RUNTIME_BACKEND=epoll`,
+/// which [`rt`] and every `Backend::Auto` runtime then use).
+pub fn on_epoll() -> bool {
+    std::env::var(runtime::BACKEND_ENV)
+        .ok()
+        .and_then(|v| v.parse::<runtime::Backend>().ok())
+        == Some(runtime::Backend::Epoll)
+}
+
+/// For a test of an io_uring mechanism (how the ring holds an op's memory until its
+/// CQE, withdrawal before submission, SQE opcodes, registration, the probe, ring
+/// flags): `true`, after saying so, in the suite's epoll run, where the test does not
+/// apply; it runs in the io_uring run.
+pub fn ring_only(mechanism: &str) -> bool {
+    let skip = on_epoll();
+    if skip {
+        eprintln!("io_uring only ({mechanism}): not run on the epoll backend");
+    }
+    skip
+}
+
 /// A waker that unparks the calling thread.
 pub fn thread_waker() -> std::task::Waker {
     struct Unpark(std::thread::Thread);

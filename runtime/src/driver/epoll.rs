@@ -53,8 +53,10 @@ struct FdState {
 pub(super) struct Poller {
     epoll: OwnedFd,
     slots: Slots,
-    /// The fd of each wait, by slot index.
+    /// The fd of each wait, by slot index (-1: a wait for the next turn).
     wait_fd: Vec<RawFd>,
+    /// Waits that end at the next turn.
+    next_turn: Vec<Token>,
     /// By fd number.
     fds: Vec<FdState>,
     generation: u32,
@@ -77,6 +79,7 @@ impl Poller {
             epoll: unsafe { OwnedFd::from_raw_fd(fd) },
             slots: Slots::with_capacity(64),
             wait_fd: Vec::new(),
+            next_turn: Vec::new(),
             fds: Vec::new(),
             generation: 0,
             timers: Timers::default(),
@@ -130,12 +133,27 @@ impl Poller {
         }
         let token = self.slots.submit(NOT_QUEUED, waker);
         self.state(fd).waiters.push((token, events));
+        self.set_wait_fd(token, fd);
+        Ok(token)
+    }
+
+    /// A wait that ends at the next turn.
+    pub(super) fn wait_turn(&mut self, waker: &Waker) -> io::Result<Token> {
+        if self.closed {
+            return Err(super::shutting_down());
+        }
+        let token = self.slots.submit(NOT_QUEUED, waker);
+        self.next_turn.push(token);
+        self.set_wait_fd(token, -1);
+        Ok(token)
+    }
+
+    fn set_wait_fd(&mut self, token: Token, fd: RawFd) {
         let index = token.index();
         if index >= self.wait_fd.len() {
             self.wait_fd.resize(index + 1, -1);
         }
         self.wait_fd[index] = fd;
-        Ok(token)
     }
 
     /// Adds `fd` to the epoll set (or updates it, if a file of that number is still in
@@ -168,20 +186,24 @@ impl Poller {
 
     /// A wait's future is gone: its slot is freed and it leaves its fd's list.
     pub(super) fn withdraw(&mut self, token: Token) -> Leftover {
-        if let Some(&fd) = self.wait_fd.get(token.index()) {
-            if let Some(state) = self.fds.get_mut(fd as usize) {
-                state.waiters.retain(|&(t, _)| t != token);
+        match self.wait_fd.get(token.index()) {
+            Some(&-1) => self.next_turn.retain(|&t| t != token),
+            Some(&fd) => {
+                if let Some(state) = self.fds.get_mut(fd as usize) {
+                    state.waiters.retain(|&(t, _)| t != token);
+                }
             }
+            None => {}
         }
         self.counters.ops_withdrawn.add(1);
         self.slots.withdraw_wait(token)
     }
 
-    /// `fd` is being closed: what was known of its number is forgotten (the kernel
-    /// takes a closed file out of the set by itself).
+    /// `fd` is being closed, or a new fd has its number: what was known of the number
+    /// is forgotten (the kernel takes a closed file out of the set by itself). Waits
+    /// left on an fd that is gone are never woken for the new one.
     pub(super) fn forget(&mut self, fd: RawFd) {
         if let Some(state) = self.fds.get_mut(fd as usize) {
-            debug_assert!(state.waiters.is_empty(), "no op waits on an fd being closed");
             *state = FdState::default();
         }
     }
@@ -225,7 +247,9 @@ impl Poller {
     /// Whether a turn would find something without waiting: only a due timer is known
     /// without a syscall.
     pub(super) fn has_work(&self) -> bool {
-        self.timers
+        !self.next_turn.is_empty()
+            || self
+                .timers
             .next_deadline()
             .is_some_and(|deadline| deadline <= Instant::now())
     }
@@ -233,7 +257,11 @@ impl Poller {
     /// One turn: waits for readiness (if `park`, until the next timer at most), makes
     /// the waits it ends ready, fires due timers; the owners made ready go to `woken`.
     pub(super) fn turn(&mut self, park: bool, woken: &mut Vec<Owner>) {
-        let timeout = if park { self.timeout_ms() } else { 0 };
+        let timeout = if park && self.next_turn.is_empty() {
+            self.timeout_ms()
+        } else {
+            0
+        };
         let epoll = self.epoll.as_raw_fd();
         self.events.clear();
         self.counters.enters.add(1);
@@ -248,6 +276,13 @@ impl Poller {
         // SAFETY: the kernel initialised the first `n` events (n <= EVENTS = capacity).
         unsafe { self.events.set_len(n as usize) };
         self.dispatch();
+        for token in std::mem::take(&mut self.next_turn) {
+            let cqe = Cqe {
+                result: 0,
+                flags: 0,
+            };
+            let _ = self.slots.complete(token, cqe, &mut self.ready);
+        }
         if !self.timers.is_empty() {
             self.timers
                 .fire(Instant::now(), &mut self.ready, &self.counters);

@@ -57,6 +57,8 @@ pub(crate) enum Exec {
     Done(i32),
     /// It would block: wait for these `poll` events on this fd, then run it again.
     Wait(RawFd, u32),
+    /// Run it again after the next turn of the backend (a nop's round trip).
+    NextTurn,
 }
 
 /// What the interpreter needs of the backend: the fds it has made non-blocking.
@@ -93,6 +95,25 @@ fn at_position(off: u64) -> bool {
     off == u64::MAX
 }
 
+/// A positioned call, or the stream call where the file has no positions (a pipe, a
+/// socket: `ESPIPE`), as the ring does, which ignores the offset of such a file.
+fn positioned(
+    fd: RawFd,
+    off: u64,
+    fds: &mut dyn Fds,
+    mut at: impl FnMut(i64) -> isize,
+    mut stream: impl FnMut() -> isize,
+) -> i32 {
+    if !at_position(off) {
+        let r = restart(|| at(off as i64));
+        if r != -libc::ESPIPE {
+            return r;
+        }
+    }
+    fds.ensure_nonblocking(fd);
+    restart(&mut stream)
+}
+
 /// Runs `entry` once as a plain, non-blocking syscall. `retry` says whether this op ran
 /// before and waited for readiness (a connect that reports `EISCONN` then succeeded).
 ///
@@ -123,45 +144,49 @@ pub(crate) unsafe fn exec(entry: &Entry, retry: bool, fds: &mut dyn Fds) -> Exec
     // are plain integers the kernel checks.
     unsafe {
         match sqe.opcode {
-            opcode::Nop::CODE => Exec::Done(0),
+            // A round trip through the backend, as on the ring: done at the next turn.
+            opcode::Nop::CODE if retry => Exec::Done(0),
+            opcode::Nop::CODE => Exec::NextTurn,
             opcode::Read::CODE | opcode::ReadFixed::CODE => {
-                let r = if at_position(off) {
-                    fds.ensure_nonblocking(fd);
-                    restart(|| libc::read(fd, addr, len))
-                } else {
-                    restart(|| libc::pread(fd, addr, len, off as i64))
-                };
+                let r = positioned(
+                    fd,
+                    off,
+                    fds,
+                    |at| libc::pread(fd, addr, len, at),
+                    || libc::read(fd, addr, len),
+                );
                 would_block(r, libc::POLLIN)
             }
             opcode::Write::CODE | opcode::WriteFixed::CODE => {
-                let r = if at_position(off) {
-                    fds.ensure_nonblocking(fd);
-                    restart(|| libc::write(fd, addr, len))
-                } else {
-                    restart(|| libc::pwrite(fd, addr, len, off as i64))
-                };
+                let r = positioned(
+                    fd,
+                    off,
+                    fds,
+                    |at| libc::pwrite(fd, addr, len, at),
+                    || libc::write(fd, addr, len),
+                );
                 would_block(r, libc::POLLOUT)
             }
             opcode::Readv::CODE => {
-                let iov = addr as *const libc::iovec;
-                let n = len as i32;
-                let r = if at_position(off) {
-                    fds.ensure_nonblocking(fd);
-                    restart(|| libc::readv(fd, iov, n))
-                } else {
-                    restart(|| libc::preadv(fd, iov, n, off as i64))
-                };
+                let (iov, n) = (addr as *const libc::iovec, len as i32);
+                let r = positioned(
+                    fd,
+                    off,
+                    fds,
+                    |at| libc::preadv(fd, iov, n, at),
+                    || libc::readv(fd, iov, n),
+                );
                 would_block(r, libc::POLLIN)
             }
             opcode::Writev::CODE => {
-                let iov = addr as *const libc::iovec;
-                let n = len as i32;
-                let r = if at_position(off) {
-                    fds.ensure_nonblocking(fd);
-                    restart(|| libc::writev(fd, iov, n))
-                } else {
-                    restart(|| libc::pwritev(fd, iov, n, off as i64))
-                };
+                let (iov, n) = (addr as *const libc::iovec, len as i32);
+                let r = positioned(
+                    fd,
+                    off,
+                    fds,
+                    |at| libc::pwritev(fd, iov, n, at),
+                    || libc::writev(fd, iov, n),
+                );
                 would_block(r, libc::POLLOUT)
             }
             opcode::Recv::CODE => {
@@ -289,6 +314,8 @@ pub(crate) unsafe fn exec(entry: &Entry, retry: bool, fds: &mut dyn Fds) -> Exec
                 match restart(|| libc::poll(&mut pfd, 1, 0) as isize) {
                     0 => Exec::Wait(fd, events as u16 as u32),
                     r if r < 0 => Exec::Done(r),
+                    // Not an open fd: the ring's poll fails with EBADF then.
+                    _ if pfd.revents & libc::POLLNVAL != 0 => Exec::Done(-libc::EBADF),
                     _ => Exec::Done(i32::from(pfd.revents as u16)),
                 }
             }

@@ -106,6 +106,25 @@ pub(crate) fn submit_queued() {
     }
 }
 
+/// A new fd numbered `fd` came into the runtime's hands (made by an op, a bind, a pair,
+/// or handed over by its owner): on the readiness backend, whatever was known of an
+/// earlier fd of that number (closed by a path that did not tell the driver, say a
+/// socket a failed connect owned) is forgotten, so it is neither taken for registered
+/// in the epoll set nor for non-blocking.
+pub(crate) fn fresh_fd(fd: RawFd) {
+    let driver = CURRENT.with(Cell::get);
+    if driver.is_null() {
+        return;
+    }
+    // SAFETY: as in `current`: a non-null pointer in CURRENT is a live driver.
+    let driver = unsafe { &*driver };
+    if let Engine::Epoll(poller) = &driver.engine {
+        if let Ok(mut poller) = poller.try_borrow_mut() {
+            poller.forget(fd);
+        }
+    }
+}
+
 pub(crate) fn current() -> Option<Rc<Driver>> {
     let driver = CURRENT.with(Cell::get);
     if driver.is_null() {
@@ -281,6 +300,11 @@ impl Driver {
     /// The readiness backend: waits for `events` on `fd` for the poll with `waker`.
     fn wait_ready(&self, fd: RawFd, events: u32, waker: &Waker) -> io::Result<Token> {
         self.poller().borrow_mut().wait(fd, events, waker)
+    }
+
+    /// The readiness backend: waits for the next turn, for the poll with `waker`.
+    fn wait_turn(&self, waker: &Waker) -> io::Result<Token> {
+        self.poller().borrow_mut().wait_turn(waker)
     }
 
     /// The readiness backend: whether the wait `token` has ended.

@@ -240,6 +240,7 @@ pub(crate) unsafe trait Multishot: Unpin + 'static {
             Exec::Done(result) if result >= 0 => Step::Done(result, CQE_F_MORE),
             Exec::Done(result) => Step::Done(result, 0),
             Exec::Wait(fd, events) => Step::Wait(fd, events),
+            Exec::NextTurn => unreachable!("only a nop waits for the next turn"),
         }
     }
 }
@@ -370,6 +371,11 @@ impl<T: Completable> Op<T> {
     /// waits for its fd to be ready (the op runs again at the poll after that).
     #[inline(never)]
     fn run(&mut self, driver: Rc<Driver>, cx: &mut Context<'_>, retry: bool) -> Poll<T::Output> {
+        // An op that is ready at once finishes inside this poll: the task's budget
+        // keeps a loop of such ops from starving the others.
+        if !retry {
+            std::task::ready!(crate::coop::poll_proceed(cx));
+        }
         let data = self.data.as_mut().expect("an op holds its data until it completes");
         let entry = data.prepare(NO_RING);
         // SAFETY: the SQE of the op's own `prepare`; the op is alive and untouched for
@@ -380,6 +386,13 @@ impl<T: Completable> Op<T> {
                 Poll::Ready(self.finish(cqe.into_result(), 0))
             }
             Exec::Wait(fd, events) => match driver.wait_ready(fd, events, cx.waker()) {
+                Ok(token) => {
+                    self.state = State::InFlight { driver, token };
+                    Poll::Pending
+                }
+                Err(e) => Poll::Ready(self.finish(Err(e), 0)),
+            },
+            Exec::NextTurn => match driver.wait_turn(cx.waker()) {
                 Ok(token) => {
                     self.state = State::InFlight { driver, token };
                     Poll::Pending
@@ -510,6 +523,7 @@ impl<T: Multishot> MultiOp<T> {
     /// The readiness backend: runs the op once; an item if it made one, else a wait.
     #[inline(never)]
     fn step(&mut self, driver: Rc<Driver>, cx: &mut Context<'_>) -> Poll<Option<T::Item>> {
+        std::task::ready!(crate::coop::poll_proceed(cx));
         let data = self.data.as_mut().expect("a multishot op keeps its data");
         match data.step(&mut Runner(&driver)) {
             Step::Done(result, flags) => {

@@ -103,6 +103,7 @@ impl File {
     }
 
     pub(crate) fn new(fd: OwnedFd, direct: Option<DioAlignment>) -> File {
+        driver::fresh_fd(fd.as_raw_fd());
         File {
             fd: Some(fd),
             direct,

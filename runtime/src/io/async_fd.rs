@@ -206,6 +206,7 @@ impl<T: AsRawFd> AsyncFd<T> {
                 format!("AsyncFd::new: {fd} is not a file descriptor (it is negative)"),
             ));
         }
+        driver::fresh_fd(fd);
         // The readiness backend waits with epoll; a ring needs its poll opcode.
         if crate::backend() != Some(crate::Backend::Epoll) {
             if let Ok(probe) = Probe::get() {

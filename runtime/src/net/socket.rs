@@ -30,6 +30,12 @@ pub(crate) struct Socket {
 
 impl Socket {
     pub(crate) fn from_fd(fd: OwnedFd) -> Socket {
+        driver::fresh_fd(fd.as_raw_fd());
+        Socket::from_known_fd(fd)
+    }
+
+    /// A socket of an fd the runtime had already (a connect's own socket).
+    fn from_known_fd(fd: OwnedFd) -> Socket {
         Socket {
             fd: Some(fd),
             _core_bound: PhantomData,
@@ -92,7 +98,7 @@ impl Socket {
         let fd = socket.into_fd();
         Op::new(ops::Connect::new(fd, addr))
             .await
-            .map(Socket::from_fd)
+            .map(Socket::from_known_fd)
     }
 
     /// Connects this (datagram) socket; it stays open whatever happens to the future.

@@ -83,6 +83,7 @@ unsafe impl Multishot for RecvMulti {
                 self.ring.unpop();
                 Step::Wait(fd, events)
             }
+            Exec::NextTurn => unreachable!("only a nop waits for the next turn"),
         }
     }
 

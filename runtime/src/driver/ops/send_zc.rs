@@ -83,6 +83,7 @@ unsafe impl<B: IoBuf> Multishot for SendZc<B> {
             }
             Exec::Done(err) => Step::Done(err, 0),
             Exec::Wait(fd, events) => Step::Wait(fd, events),
+            Exec::NextTurn => unreachable!("only a nop waits for the next turn"),
         }
     }
 
