@@ -433,6 +433,18 @@ fn generate(kind: Kind, function: ItemFn, options: &Options) -> TokenStream2 {
         Kind::Main => TokenStream2::new(),
         Kind::Test => quote!(#[::core::prelude::v1::test]),
     };
+    // A program says once, on stderr, that it runs without io_uring and why.
+    let on_fallback = match kind {
+        Kind::Main => quote! {
+            if let ::core::option::Option::Some(why) = #rt.fallback_reason() {
+                ::std::eprintln!(
+                    "runtime: io_uring is unavailable, running on the epoll backend: {}",
+                    why
+                );
+            }
+        },
+        Kind::Test => TokenStream2::new(),
+    };
 
     quote! {
         #test_attr
@@ -442,6 +454,7 @@ fn generate(kind: Kind, function: ItemFn, options: &Options) -> TokenStream2 {
                 ::core::result::Result::Ok(#rt) => #rt,
                 ::core::result::Result::Err(#err) => #on_error,
             };
+            #on_fallback
             #rt.block_on(async move #block)
         }
     }

@@ -11,6 +11,20 @@ use std::mem::{offset_of, size_of};
 /// The number of `io_uring_setup` on x86_64 and aarch64 (and most other
 /// architectures since Linux 5.1).
 pub const SYS_IO_URING_SETUP: u32 = 425;
+/// `io_uring_enter`.
+pub const SYS_IO_URING_ENTER: u32 = 426;
+/// `io_uring_register`.
+pub const SYS_IO_URING_REGISTER: u32 = 427;
+
+/// Denies `io_uring_setup`, `io_uring_enter` and `io_uring_register` with `errno`, as
+/// Docker's default seccomp profile (and containerd's, Kubernetes' `RuntimeDefault`)
+/// does with `EPERM`. One filter per call; the kernel applies every filter installed.
+pub fn deny_io_uring(errno: i32) -> io::Result<()> {
+    for nr in [SYS_IO_URING_SETUP, SYS_IO_URING_ENTER, SYS_IO_URING_REGISTER] {
+        deny_syscall(nr, errno)?;
+    }
+    Ok(())
+}
 
 // `AUDIT_ARCH_*` from <linux/audit.h>: the ELF machine, 64-bit, little-endian.
 const AUDIT_ARCH_64BIT_LE: u32 = 0x8000_0000 | 0x4000_0000;

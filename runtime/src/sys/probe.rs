@@ -152,6 +152,8 @@ impl Probe {
                 Err(e) => return Err(super::setup_error(e, ENTRIES, flags)),
             }
         };
+        // A filter may let the ring be made and still deny the calls that use it.
+        check_enter(&ring)?;
         let mut kernel = io_uring::Probe::new();
         let mut opcodes = [0u64; 4];
         // Kernels before 5.6 have no probe; they have none of the optional opcodes either.
@@ -475,4 +477,21 @@ mod tests {
             0
         );
     }
+}
+
+/// Enters the ring once (with nothing to submit), to see that `io_uring_enter` is
+/// allowed.
+fn check_enter(ring: &io_uring::IoUring) -> io::Result<()> {
+    ring.submitter().submit().map(drop).map_err(|e| {
+        let hint = if e.raw_os_error() == Some(libc::EPERM) {
+            "a seccomp filter denies it (Docker's default profile denies io_uring_setup, \
+             io_uring_enter and io_uring_register); allow those three system calls"
+        } else {
+            "the ring cannot be used"
+        };
+        io::Error::new(
+            e.kind(),
+            format!("io_uring_setup worked but io_uring_enter failed ({e}): {hint}"),
+        )
+    })
 }
