@@ -421,6 +421,9 @@ unsafe impl runtime::buf::IoBuf for Flagged {
 
 #[test]
 fn a_dropped_write_frees_its_buffer_only_after_its_completion_and_leaks_no_fd() {
+    if tests::ring_only("the ring holds a dropped write's buffer until its CQE") {
+        return;
+    }
     let _serial = serial();
     rt().block_on(within("the test", async {
         let base = open_fds();

@@ -155,11 +155,7 @@ fn child(name: &str) {
         }
     }
     match case.action {
-        Action::Build(backend) => match runtime::Builder::new()
-            .cores(1)
-            .backend(backend)
-            .build()
-        {
+        Action::Build(backend) => match runtime::Builder::new().cores(1).backend(backend).build() {
             Ok(runtime) => {
                 println!("backend={}", runtime.backend());
                 if let Some(why) = runtime.fallback_reason() {
@@ -321,7 +317,10 @@ fn check_falls_back_unsupported(report: &Report) -> Result<(), String> {
             report.stdout.trim()
         ));
     }
-    expect_mentions(report.field("fallback").unwrap_or(""), &["io_uring", "kernel"])
+    expect_mentions(
+        report.field("fallback").unwrap_or(""),
+        &["io_uring", "kernel"],
+    )
 }
 
 fn check_falls_back_enter(report: &Report) -> Result<(), String> {
@@ -332,7 +331,10 @@ fn check_falls_back_enter(report: &Report) -> Result<(), String> {
             report.stderr.trim()
         ));
     }
-    expect_mentions(report.field("fallback").unwrap_or(""), &["io_uring_enter", "seccomp"])
+    expect_mentions(
+        report.field("fallback").unwrap_or(""),
+        &["io_uring_enter", "seccomp"],
+    )
 }
 
 fn check_bad_env(report: &Report) -> Result<(), String> {
@@ -344,7 +346,9 @@ fn check_bad_env(report: &Report) -> Result<(), String> {
 fn check_main_falls_back(report: &Report) -> Result<(), String> {
     let stderr = report.stderr.trim();
     let lines: Vec<&str> = stderr.lines().collect();
-    let ran = report.stdout.contains("the body of the #[runtime::main] function ran");
+    let ran = report
+        .stdout
+        .contains("the body of the #[runtime::main] function ran");
     if !report.output.status.success() || !ran {
         return Err(format!(
             "expected the body to run; status {}, stdout: {}, stderr: {stderr}",
@@ -429,7 +433,9 @@ fn expect_mentions(message: &str, words: &[&str]) -> Result<(), String> {
 fn run_child(exe: &std::path::Path, case: &Case) -> io::Result<Report> {
     let mut command = Command::new(exe);
     // The suite's own choice of backend is not the case's.
-    command.env(CASE_VAR, case.name).env_remove(runtime::BACKEND_ENV);
+    command
+        .env(CASE_VAR, case.name)
+        .env_remove(runtime::BACKEND_ENV);
     if let Some(value) = case.env {
         command.env(runtime::BACKEND_ENV, value);
     }

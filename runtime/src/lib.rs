@@ -48,8 +48,8 @@ mod task;
 pub mod time;
 
 pub use runtime::{
-    backend, core_count, core_id, spawn_on, stats, Backend, Builder, Handle, Runtime, ShutdownReport,
-    BACKEND_ENV,
+    backend, core_count, core_id, spawn_on, stats, Backend, Builder, Handle, Runtime,
+    ShutdownReport, BACKEND_ENV,
 };
 pub use runtime_macros::{main, test};
 pub use stats::{CoreStats, RingFlags};

@@ -20,7 +20,11 @@ pub const SYS_IO_URING_REGISTER: u32 = 427;
 /// Docker's default seccomp profile (and containerd's, Kubernetes' `RuntimeDefault`)
 /// does with `EPERM`. One filter per call; the kernel applies every filter installed.
 pub fn deny_io_uring(errno: i32) -> io::Result<()> {
-    for nr in [SYS_IO_URING_SETUP, SYS_IO_URING_ENTER, SYS_IO_URING_REGISTER] {
+    for nr in [
+        SYS_IO_URING_SETUP,
+        SYS_IO_URING_ENTER,
+        SYS_IO_URING_REGISTER,
+    ] {
         deny_syscall(nr, errno)?;
     }
     Ok(())

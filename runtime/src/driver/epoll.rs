@@ -180,7 +180,11 @@ impl Poller {
         }
     }
 
-    pub(super) fn poll_wait(&mut self, token: Token, cx: &mut Context<'_>) -> (Poll<Cqe>, Leftover) {
+    pub(super) fn poll_wait(
+        &mut self,
+        token: Token,
+        cx: &mut Context<'_>,
+    ) -> (Poll<Cqe>, Leftover) {
         self.slots.poll(token, cx.waker())
     }
 
@@ -250,8 +254,8 @@ impl Poller {
         !self.next_turn.is_empty()
             || self
                 .timers
-            .next_deadline()
-            .is_some_and(|deadline| deadline <= Instant::now())
+                .next_deadline()
+                .is_some_and(|deadline| deadline <= Instant::now())
     }
 
     /// One turn: waits for readiness (if `park`, until the next timer at most), makes

@@ -139,7 +139,7 @@ pub(crate) unsafe fn exec(entry: &Entry, retry: bool, fds: &mut dyn Fds) -> Exec
             Exec::Done(r)
         }
     };
-    // SAFETY (every call below): the pointers are the SQE's, valid for the access the
+    // SAFETY: (every call below) the pointers are the SQE's, valid for the access the
     // opcode makes, which is exactly the syscall's (the caller's promise); the rest
     // are plain integers the kernel checks.
     unsafe {
@@ -189,9 +189,10 @@ pub(crate) unsafe fn exec(entry: &Entry, retry: bool, fds: &mut dyn Fds) -> Exec
                 );
                 would_block(r, libc::POLLOUT)
             }
-            opcode::Recv::CODE => {
-                would_block(restart(|| libc::recv(fd, addr, len, msg_flags)), libc::POLLIN)
-            }
+            opcode::Recv::CODE => would_block(
+                restart(|| libc::recv(fd, addr, len, msg_flags)),
+                libc::POLLIN,
+            ),
             opcode::Send::CODE | opcode::SendZc::CODE => {
                 let r = if sqe.off != 0 {
                     // A destination address (`addr2`, with its length in `addr_len`).
@@ -273,9 +274,7 @@ pub(crate) unsafe fn exec(entry: &Entry, retry: bool, fds: &mut dyn Fds) -> Exec
             opcode::LinkAt::CODE => {
                 let (old, new) = (addr as *const libc::c_char, off as *const libc::c_char);
                 let (new_dir, flags) = (sqe.len as i32, sqe.op_flags as i32);
-                Exec::Done(result(
-                    libc::linkat(fd, old, new_dir, new, flags) as isize
-                ))
+                Exec::Done(result(libc::linkat(fd, old, new_dir, new, flags) as isize))
             }
             opcode::SymlinkAt::CODE => {
                 let (target, link) = (addr as *const libc::c_char, off as *const libc::c_char);
@@ -348,8 +347,7 @@ mod tests {
     fn a_recv_waits_for_input_then_reads_what_came() {
         let (a, mut b) = UnixStream::pair().unwrap();
         let mut buf = vec![0u8; 16];
-        let entry =
-            opcode::Recv::new(types::Fd(a.as_raw_fd()), buf.as_mut_ptr(), 16).build();
+        let entry = opcode::Recv::new(types::Fd(a.as_raw_fd()), buf.as_mut_ptr(), 16).build();
         // SAFETY: the entry points into `buf`, alive and untouched across each call.
         let first = unsafe { exec(&entry, false, &mut Plain) };
         assert_eq!(first, Exec::Wait(a.as_raw_fd(), libc::POLLIN as u32));
@@ -373,8 +371,8 @@ mod tests {
         assert_eq!(&buf, b"3456");
         std::fs::remove_file(&dir).unwrap();
         let bad = opcode::Read::new(types::Fd(-1), buf.as_mut_ptr(), 4).build();
-        // SAFETY: as above.
         assert_eq!(
+            // SAFETY: as above.
             unsafe { exec(&bad, false, &mut Plain) },
             Exec::Done(-libc::EBADF)
         );

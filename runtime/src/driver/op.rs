@@ -376,7 +376,10 @@ impl<T: Completable> Op<T> {
         if !retry {
             std::task::ready!(crate::coop::poll_proceed(cx));
         }
-        let data = self.data.as_mut().expect("an op holds its data until it completes");
+        let data = self
+            .data
+            .as_mut()
+            .expect("an op holds its data until it completes");
         let entry = data.prepare(NO_RING);
         // SAFETY: the SQE of the op's own `prepare`; the op is alive and untouched for
         // the call, which by rule 1 of `Completable` keeps every pointer in it valid.

@@ -78,9 +78,7 @@ impl Driver {
     /// Whether an op dropped in flight on `fd` still waits for its last CQE: only
     /// then does a hand-off of `fd` need [`release_fd`](Driver::release_fd)'s wait.
     pub(crate) fn has_orphans(&self, fd: RawFd) -> bool {
-        self.is_ring()
-            && self
-                .inner().borrow().slots.has_orphans(fd)
+        self.is_ring() && self.inner().borrow().slots.has_orphans(fd)
     }
 
     /// Readies `fd` to leave the runtime (`into_std`): every queued SQE goes to the

@@ -946,6 +946,26 @@ impl crate::buf::FixedBufPool {
     }
 }
 
+/// The backend of the core running on this thread ([`Backend::IoUring`] or
+/// [`Backend::Epoll`]), or `None` outside a runtime.
+///
+/// ```
+/// let mut rt = runtime::Builder::new().cores(1).pin(false).build()?;
+/// let backend = rt.block_on(async { runtime::backend() });
+/// assert_eq!(backend, Some(rt.backend()));
+/// assert_eq!(runtime::backend(), None, "not on a core");
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub fn backend() -> Option<Backend> {
+    driver::current().map(|driver| {
+        if driver.is_ring() {
+            Backend::IoUring
+        } else {
+            Backend::Epoll
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use crate::buf::{FixedBufPool, IoBuf, OnRing, RingId};
@@ -992,24 +1012,4 @@ mod tests {
         let e = rt.block_on(async { FixedBufPool::current().unwrap_err() });
         assert!(e.to_string().contains("fixed_buffers"), "{e}");
     }
-}
-
-/// The backend of the core running on this thread ([`Backend::IoUring`] or
-/// [`Backend::Epoll`]), or `None` outside a runtime.
-///
-/// ```
-/// let mut rt = runtime::Builder::new().cores(1).pin(false).build()?;
-/// let backend = rt.block_on(async { runtime::backend() });
-/// assert_eq!(backend, Some(rt.backend()));
-/// assert_eq!(runtime::backend(), None, "not on a core");
-/// # Ok::<(), std::io::Error>(())
-/// ```
-pub fn backend() -> Option<Backend> {
-    driver::current().map(|driver| {
-        if driver.is_ring() {
-            Backend::IoUring
-        } else {
-            Backend::Epoll
-        }
-    })
 }

@@ -349,6 +349,23 @@ pub(crate) fn kernel_release() -> (u32, u32) {
     (parts.next().unwrap_or(0), parts.next().unwrap_or(0))
 }
 
+/// Enters the ring once (with nothing to submit), to see that `io_uring_enter` is
+/// allowed.
+fn check_enter(ring: &io_uring::IoUring) -> io::Result<()> {
+    ring.submitter().submit().map(drop).map_err(|e| {
+        let hint = if e.raw_os_error() == Some(libc::EPERM) {
+            "a seccomp filter denies it (Docker's default profile denies io_uring_setup, \
+             io_uring_enter and io_uring_register); allow those three system calls"
+        } else {
+            "the ring cannot be used"
+        };
+        io::Error::new(
+            e.kind(),
+            format!("io_uring_setup worked but io_uring_enter failed ({e}): {hint}"),
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use std::os::fd::AsRawFd;
@@ -477,21 +494,4 @@ mod tests {
             0
         );
     }
-}
-
-/// Enters the ring once (with nothing to submit), to see that `io_uring_enter` is
-/// allowed.
-fn check_enter(ring: &io_uring::IoUring) -> io::Result<()> {
-    ring.submitter().submit().map(drop).map_err(|e| {
-        let hint = if e.raw_os_error() == Some(libc::EPERM) {
-            "a seccomp filter denies it (Docker's default profile denies io_uring_setup, \
-             io_uring_enter and io_uring_register); allow those three system calls"
-        } else {
-            "the ring cannot be used"
-        };
-        io::Error::new(
-            e.kind(),
-            format!("io_uring_setup worked but io_uring_enter failed ({e}): {hint}"),
-        )
-    })
 }
