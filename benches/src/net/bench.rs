@@ -172,12 +172,12 @@ fn run_once(
 ) -> io::Result<Window> {
     let addr = free_address()?;
     let protocol = workload.protocol();
-    let (command, marker) = match contender.launch {
+    let (mut command, marker) = match contender.launch {
         Launch::Serve(_) => {
             let mut command = Command::new(&setup.exe);
             command.arg0("benches").args([
                 "serve",
-                contender.name,
+                contender.serve_name(),
                 protocol.name(),
                 &addr.port().to_string(),
             ]);
@@ -193,7 +193,13 @@ fn run_once(
             (command, "http://")
         }
     };
+    if let Some(backend) = contender.backend {
+        command.env(runtime::BACKEND_ENV, backend.to_string());
+    }
     let server = ServerProcess::start(command, SERVER_CPU, marker, contender.name)?;
+    if let Some(backend) = contender.backend {
+        server.check_backend(backend)?;
+    }
     match workload {
         Workload::Echo { size } => {
             let echo = EchoLoad {
