@@ -12,9 +12,11 @@
 //!   reads, what `tokio::fs` does for a read, into an aligned block), `tokio-fs`
 //!   (sequential reads, `tokio::fs::File::read`).
 //!
-//! Each server is checked from the outside to run on the backend it was told
-//! to (its fds in `/proc/<pid>/fd`: an `[eventpoll]` and no `[io_uring]` for
-//! epoll), and each reader's runtime by `Runtime::backend`.
+//! Each server is checked from the outside, after its load, to run on the
+//! backend it was told to (its fds in `/proc/<pid>/fd`: an `[eventpoll]` and
+//! no `[io_uring]` for epoll; as it starts serving, a runtime on epoll may
+//! hold for a moment the small ring with which it probes the kernel's
+//! opcodes), and each reader's runtime by `Runtime::backend`.
 //!
 //! The workloads, in this order: HTTP hello (`ours-*` is the `hello` example,
 //! loaded with wrk), echo of 64 B and of 4 KiB messages (`ours-*` is the net
@@ -34,6 +36,7 @@ use crate::net::bench::{self as net_bench, Setup, Workload};
 use crate::net::process::set_affinity;
 use crate::net::{self, Protocol, CONNECTIONS, LOAD_CPU, SERVER_CPU};
 use crate::options::Options;
+use crate::quiet::Quiet;
 use crate::report::fallback::{section, Figures, Measured, Names, Point};
 use crate::report::{GroupReport, Target};
 use crate::tools;
@@ -144,8 +147,26 @@ pub fn run_group(options: &Options, report: &mut GroupReport) {
          ratios taken per round{}",
         if options.quick { "; --quick" } else { "" }
     ));
+    if let Some(quiet) = quiet(options) {
+        report.about(format!(
+            "before each run, a wait for a quiet machine (all CPUs {}; /proc/stat)",
+            quiet.describe()
+        ));
+    }
     run_servers(options, rounds, report);
     run_readers(options, rounds, report);
+    let (waited, quiet) = Quiet::counts();
+    if waited > 0 {
+        report.about(format!(
+            "{quiet} of {waited} runs started on a quiet machine; the others after the \
+             longest wait"
+        ));
+    }
+}
+
+/// The wait before each run: none with `--quick`.
+fn quiet(options: &Options) -> Option<Quiet> {
+    (!options.quick).then_some(Quiet::DEFAULT)
 }
 
 fn run_servers(options: &Options, rounds: usize, report: &mut GroupReport) {
@@ -185,6 +206,7 @@ fn run_servers(options: &Options, rounds: usize, report: &mut GroupReport) {
             net_bench::Timing::FULL
         },
         rounds,
+        quiet: quiet(options),
     };
     report.about(format!(
         "servers: each a process of its own on CPU {SERVER_CPU}, load on CPU {LOAD_CPU}, \
@@ -383,7 +405,7 @@ fn run_readers(options: &Options, rounds: usize, report: &mut GroupReport) {
         };
         let title = format!("fallback: {}", workload.title());
         eprintln!("{title} ...");
-        let results = fs::bench::run(workload, &selected, &path, timing, rounds);
+        let results = fs::bench::run(workload, &selected, &path, timing, rounds, quiet(options));
         let sequential = workload == fs::Workload::Sequential;
         let measured: Vec<Measured> = results
             .iter()

@@ -48,6 +48,7 @@ pub mod net;
 pub mod options;
 pub mod ours;
 pub mod ours_cross;
+pub mod quiet;
 pub mod raw;
 pub mod report;
 pub mod tokio_local;

@@ -270,6 +270,7 @@ pub fn run_group(options: &Options, report: &mut GroupReport) {
         wrk: wrk.clone().ok(),
         timing,
         rounds: options.rounds_or(ROUNDS),
+        quiet: None,
     };
     report.about(format!(
         "servers on CPU {SERVER_CPU} (one process per run), load on CPU {LOAD_CPU}, \
