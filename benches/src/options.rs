@@ -42,7 +42,7 @@ groups (any number of them; `all`, the default, runs every one):
                 4 KiB) servers as in net (server on CPU 0, load on CPU 1), and
                 4 KiB random O_DIRECT reads at queue depth 1 and 32 and 1 MiB
                 sequential reads as in fs (CPU 0), against tokio's
-                spawn_blocking and tokio::fs; not part of `all` (about 10 min)
+                spawn_blocking and tokio::fs; not part of `all` (about 14 min)
 
 options:
   --quick        a smoke run: a tenth of the work per round (nop, spawn,
