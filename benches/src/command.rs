@@ -17,7 +17,7 @@ use std::time::Instant;
 use crate::machine::{utc_now, Machine};
 use crate::options::{Group, Options, Tool, USAGE};
 use crate::report::{GroupReport, Report};
-use crate::{close, compare, fs, instructions, net, tools};
+use crate::{close, compare, fallback, fs, instructions, net, tools};
 
 /// The `main` of a binary that stands for `tool`.
 pub fn main(tool: Tool) -> ExitCode {
@@ -167,6 +167,7 @@ fn run_group(group: Group, options: &Options) -> GroupReport {
         Group::Fs => fs::run_group(options, &mut report),
         Group::Close => close::run_group(options, &mut report),
         Group::Instructions => instructions::run_group(options, &mut report),
+        Group::Fallback => fallback::run_group(options, &mut report),
     }
     report.end()
 }

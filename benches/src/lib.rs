@@ -23,6 +23,9 @@
 //!   the operations in flight on the core grow.
 //! - `instructions` ([`instructions`]): user-space instructions per nop, counted
 //!   by callgrind.
+//! - `fallback` ([`fallback`]), run only when named: `runtime` on its epoll
+//!   backend against tokio, with `runtime` on io_uring in the same rounds, over
+//!   the servers of `net` and the readers of `fs`.
 //!
 //! [`report`] turns what they measured into tables, ratios and verdicts on the
 //! targets, printed as they come and written as one Markdown report; [`machine`]
@@ -34,6 +37,7 @@ pub mod close;
 pub mod command;
 pub mod compare;
 pub mod cross;
+pub mod fallback;
 pub mod fs;
 pub mod glommio_peer;
 pub mod instructions;
@@ -44,6 +48,7 @@ pub mod net;
 pub mod options;
 pub mod ours;
 pub mod ours_cross;
+pub mod quiet;
 pub mod raw;
 pub mod report;
 pub mod tokio_local;

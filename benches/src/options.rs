@@ -36,7 +36,13 @@ groups (any number of them; `all`, the default, runs every one):
   instructions  user-space instructions per nop under valgrind --tool=callgrind:
                 raw, ours, tokio-uring at 1 and 64 in flight, counted as
                 (Ir(2N) - Ir(N)) / N
-  all           every group
+  all           every group above
+  fallback      the epoll backend (RUNTIME_BACKEND=epoll) against tokio, with
+                ours on io_uring in the same rounds: HTTP hello and echo (64 B,
+                4 KiB) servers as in net (server on CPU 0, load on CPU 1), and
+                4 KiB random O_DIRECT reads at queue depth 1 and 32 and 1 MiB
+                sequential reads as in fs (CPU 0), against tokio's
+                spawn_blocking and tokio::fs; not part of `all` (about 14 min)
 
 options:
   --quick        a smoke run: a tenth of the work per round (nop, spawn,
@@ -44,23 +50,24 @@ options:
                  (instructions)
   --rounds N     measured rounds (defaults: 5 plus a warm-up round for nop,
                  spawn and cross; 3 for net, fs and close, 1 with --quick for
-                 close; 1 for instructions)
+                 close; 1 for instructions; 5 for fallback)
   --only NAME    run only this contender (may be given more than once):
                  raw, ours, tokio-uring, tokio, ours-eventfd, ours-spin,
                  tokio-mt, tokio-2ct, glommio, tokio-ct, monoio,
                  ours-multishot, ours-inproc, hyper-ours, hyper-tokio-ct,
                  fio, fio-fixedbufs, tokio(spawn_blocking), ours-plain,
-                 ours-fixed, ours-fixed-files, std, ours-qd1, ours-qd4; a
-                 group with none of them is skipped
+                 ours-fixed, ours-fixed-files, std, ours-qd1, ours-qd4,
+                 ours-epoll, ours-uring, tokio-fs; a group with none of them
+                 is skipped
   --cpu N        the CPU of the one-thread groups (nop, spawn, instructions;
                  default 1)
-  --hello PATH   net: the `hello` example binary that serves `ours` over HTTP
+  --hello PATH   net, fallback: the `hello` example binary that serves `ours` over HTTP
                  (default: built with cargo build --release --example hello
                  when cargo started this, then looked for in the target
                  directory)
-  --qd N         fs: a queue depth of the random reads (may be given more
-                 than once; default 1 and 32)
-  --file PATH    fs: the data file (default $CARGO_TARGET_DIR/fsbench.dat or
+  --qd N         fs, fallback: a queue depth of the random reads (may be
+                 given more than once; default 1 and 32)
+  --file PATH    fs, fallback: the data file (default $CARGO_TARGET_DIR/fsbench.dat or
                  target/fsbench.dat), written once with 1 GiB and reused
   --pending LIST close: the numbers of other reads pending, comma-separated
                  (default 0,1000,8000,16000; --quick 0,1000)
@@ -150,10 +157,12 @@ pub enum Group {
     Close,
     /// Instructions per nop.
     Instructions,
+    /// The epoll backend against tokio, and against io_uring.
+    Fallback,
 }
 
 impl Group {
-    /// Every group, in the order they run.
+    /// Every group that `all` runs, in the order they run.
     pub const ALL: [Group; 7] = [
         Group::Nop,
         Group::Spawn,
@@ -163,6 +172,9 @@ impl Group {
         Group::Close,
         Group::Instructions,
     ];
+
+    /// The groups that run only when named, after those of [`ALL`](Group::ALL).
+    pub const NAMED_ONLY: [Group; 1] = [Group::Fallback];
 
     /// Its name on the command line.
     pub fn name(self) -> &'static str {
@@ -174,6 +186,7 @@ impl Group {
             Group::Fs => "fs",
             Group::Close => "close",
             Group::Instructions => "instructions",
+            Group::Fallback => "fallback",
         }
     }
 
@@ -190,6 +203,7 @@ impl Group {
             Group::Fs => crate::fs::contender_names(),
             // Only the runtime is measured.
             Group::Close => vec!["ours"],
+            Group::Fallback => crate::fallback::contender_names(),
         }
     }
 }
@@ -215,6 +229,8 @@ pub struct Selection {
     pub close: bool,
     /// instructions.
     pub instructions: bool,
+    /// fallback.
+    pub fallback: bool,
 }
 
 impl Selection {
@@ -229,6 +245,7 @@ impl Selection {
             seq: true,
             close: true,
             instructions: true,
+            fallback: false,
         }
     }
 
@@ -242,12 +259,17 @@ impl Selection {
             Group::Fs => self.random || self.seq,
             Group::Close => self.close,
             Group::Instructions => self.instructions,
+            Group::Fallback => self.fallback,
         }
     }
 
     /// The selected groups, in the order they run.
     pub fn groups(&self) -> Vec<Group> {
-        Group::ALL.into_iter().filter(|&g| self.has(g)).collect()
+        Group::ALL
+            .into_iter()
+            .chain(Group::NAMED_ONLY)
+            .filter(|&g| self.has(g))
+            .collect()
     }
 
     /// The words that select just what is selected of `group`.
@@ -276,6 +298,7 @@ impl Selection {
             "seq" => self.seq = true,
             "close" => self.close = true,
             "instructions" => self.instructions = true,
+            "fallback" => self.fallback = true,
             "all" => {
                 let all = tool.default_selection();
                 for group in Group::ALL {
@@ -518,6 +541,14 @@ mod tests {
         );
         assert_eq!(groups(Tool::Compare, &["cross"]), [Group::Cross]);
         assert_eq!(groups(Tool::Netbench, &[]), [Group::Net]);
+        // fallback runs only when named, after the groups of `all`.
+        assert_eq!(groups(Tool::Benches, &["fallback"]), [Group::Fallback]);
+        let mut everything = Group::ALL.to_vec();
+        everything.push(Group::Fallback);
+        assert_eq!(groups(Tool::Benches, &["fallback", "all"]), everything);
+        let only = parse(Tool::Benches, &["fallback", "--only", "ours-epoll"]).unwrap();
+        assert!(only.unwrap().runs("ours-epoll"));
+        assert!(parse(Tool::Benches, &["nop", "--only", "ours-epoll"]).is_err());
         assert_eq!(groups(Tool::Closebench, &["--quick"]), [Group::Close]);
         let http = parse(Tool::Netbench, &["http"]).unwrap().unwrap();
         assert!(http.selection.http && !http.selection.echo);

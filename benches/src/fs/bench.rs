@@ -9,6 +9,7 @@ use std::path::Path;
 use std::thread;
 
 use super::{Contender, Run, Timing, Window, Workload};
+use crate::quiet::Quiet;
 
 /// A contender's runs in one workload.
 #[derive(Debug, Clone)]
@@ -21,13 +22,15 @@ pub struct Results {
     pub failure: Option<String>,
 }
 
-/// Runs `workload` with each of `contenders` for `rounds` rounds.
+/// Runs `workload` with each of `contenders` for `rounds` rounds; with
+/// `quiet`, each run first waits for a quiet machine.
 pub fn run(
     workload: Workload,
     contenders: &[Contender],
     path: &Path,
     timing: Timing,
     rounds: usize,
+    quiet: Option<Quiet>,
 ) -> Vec<Results> {
     let mut results: Vec<Results> = contenders
         .iter()
@@ -46,6 +49,9 @@ pub fn run(
                 continue;
             }
             let name = result.contender.name;
+            if let Some(quiet) = &quiet {
+                quiet.wait();
+            }
             match run_once(result.contender, workload, run) {
                 Ok(window) => {
                     let figures = match workload {

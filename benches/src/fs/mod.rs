@@ -147,7 +147,7 @@ fn run_workload(
     report: &mut GroupReport,
 ) {
     eprintln!("{} ...", workload.title());
-    let results = bench::run(workload, selected, path, timing, rounds);
+    let results = bench::run(workload, selected, path, timing, rounds, None);
     for result in &results {
         if let Some(failure) = &result.failure {
             report.fail(format!(

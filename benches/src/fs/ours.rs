@@ -7,13 +7,16 @@
 //!   (`IORING_OP_READ_FIXED`);
 //! - `ours-fixed-files`: the same, with the file in the core's registered
 //!   file table (`File::register`).
+//!
+//! The `fallback` group runs `ours-plain` on each backend by name
+//! ([`run_plain_on`]); the fs group leaves the backend to `Backend::Auto`.
 
 use std::io;
 use std::rc::Rc;
 
 use runtime::buf::{FixedBufPool, IoBufMut};
 use runtime::fs::{File, OpenOptions};
-use runtime::JoinHandle;
+use runtime::{Backend, JoinHandle};
 
 use super::{short_read, Meter, Offsets, Run, Window, Workload, BLOCK};
 
@@ -21,6 +24,18 @@ use super::{short_read, Meter, Offsets, Run, Window, Workload, BLOCK};
 /// [`CPU`](super::CPU) alone, so the core's pinning puts it there.
 pub fn one_core(builder: runtime::Builder) -> io::Result<runtime::Runtime> {
     builder.cores(1).pin(true).build()
+}
+
+/// Fails unless `rt` runs on `asked` (anything does for `Backend::Auto`).
+pub fn check_backend(rt: &runtime::Runtime, asked: Backend) -> io::Result<()> {
+    if asked == Backend::Auto || rt.backend() == asked {
+        Ok(())
+    } else {
+        Err(io::Error::other(format!(
+            "asked for the {asked} backend, the runtime runs on {}",
+            rt.backend()
+        )))
+    }
 }
 
 /// Awaits every worker; the first error (or panic) is the result.
@@ -39,17 +54,22 @@ pub async fn join_all(workers: Vec<JoinHandle<io::Result<()>>>) -> io::Result<()
 
 /// Plain aligned buffers.
 pub fn run_plain(workload: Workload, run: Run<'_>) -> io::Result<Window> {
-    run_random(workload, run, Form::Plain)
+    run_random(workload, run, Form::Plain, Backend::Auto)
 }
 
 /// Registered buffers.
 pub fn run_fixed(workload: Workload, run: Run<'_>) -> io::Result<Window> {
-    run_random(workload, run, Form::Fixed)
+    run_random(workload, run, Form::Fixed, Backend::Auto)
 }
 
 /// Registered buffers and a registered file.
 pub fn run_fixed_files(workload: Workload, run: Run<'_>) -> io::Result<Window> {
-    run_random(workload, run, Form::FixedFiles)
+    run_random(workload, run, Form::FixedFiles, Backend::Auto)
+}
+
+/// Plain aligned buffers, the core on `backend`: fails if it runs on another.
+pub fn run_plain_on(workload: Workload, run: Run<'_>, backend: Backend) -> io::Result<Window> {
+    run_random(workload, run, Form::Plain, backend)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,13 +79,18 @@ enum Form {
     FixedFiles,
 }
 
-fn run_random(workload: Workload, run: Run<'_>, form: Form) -> io::Result<Window> {
+fn run_random(
+    workload: Workload,
+    run: Run<'_>,
+    form: Form,
+    backend: Backend,
+) -> io::Result<Window> {
     let Workload::Random { depth } = workload else {
         return Err(io::Error::other(
             "this contender runs only the random-read workload",
         ));
     };
-    let mut builder = runtime::Builder::new();
+    let mut builder = runtime::Builder::new().backend(backend);
     if form != Form::Plain {
         // A registered buffer per task: none ever waits for one.
         let count = u16::try_from(depth).map_err(|_| {
@@ -79,6 +104,7 @@ fn run_random(workload: Workload, run: Run<'_>, form: Form) -> io::Result<Window
     let path = run.path.to_path_buf();
     let timing = run.timing;
     let mut rt = one_core(builder)?;
+    check_backend(&rt, backend)?;
     rt.block_on(async move {
         let mut file = OpenOptions::new()
             .read(true)

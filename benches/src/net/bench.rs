@@ -16,6 +16,7 @@ use super::process::{free_address, ServerProcess};
 use super::server::READY;
 use super::wrk::{self, Answer};
 use super::{Contender, Launch, Protocol, Window, CONNECTIONS, LOAD_CPU, SERVER_CPU};
+use crate::quiet::Quiet;
 
 /// A benchmark: what the servers do and how they are loaded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,6 +103,8 @@ pub struct Setup {
     pub timing: Timing,
     /// Rounds per workload.
     pub rounds: usize,
+    /// Whether each run first waits for a quiet machine, and how.
+    pub quiet: Option<Quiet>,
 }
 
 /// A contender's runs in one workload.
@@ -141,6 +144,9 @@ pub fn run(workload: Workload, contenders: &[Contender], setup: &Setup) -> Vec<R
                 continue;
             }
             let name = result.contender.name;
+            if let Some(quiet) = &setup.quiet {
+                quiet.wait();
+            }
             match run_once(workload, &result.contender, setup, &mut result.notes) {
                 Ok(window) => {
                     eprintln!(
@@ -172,12 +178,12 @@ fn run_once(
 ) -> io::Result<Window> {
     let addr = free_address()?;
     let protocol = workload.protocol();
-    let (command, marker) = match contender.launch {
+    let (mut command, marker) = match contender.launch {
         Launch::Serve(_) => {
             let mut command = Command::new(&setup.exe);
             command.arg0("benches").args([
                 "serve",
-                contender.name,
+                contender.serve_name(),
                 protocol.name(),
                 &addr.port().to_string(),
             ]);
@@ -193,8 +199,11 @@ fn run_once(
             (command, "http://")
         }
     };
+    if let Some(backend) = contender.backend {
+        command.env(runtime::BACKEND_ENV, backend.to_string());
+    }
     let server = ServerProcess::start(command, SERVER_CPU, marker, contender.name)?;
-    match workload {
+    let window = match workload {
         Workload::Echo { size } => {
             let echo = EchoLoad {
                 connections: CONNECTIONS,
@@ -202,7 +211,7 @@ fn run_once(
                 warmup: setup.timing.echo_warmup,
                 window: setup.timing.echo_window,
             };
-            load::run(addr, &echo, &mut || server.cpu_time())
+            load::run(addr, &echo, &mut || server.cpu_time())?
         }
         Workload::Http => {
             let wrk = setup
@@ -235,12 +244,18 @@ fn run_once(
             if let Some(why) = report.invalid() {
                 return Err(io::Error::other(why));
             }
-            Ok(Window {
+            Window {
                 ops: report.requests,
                 wall: end - start,
                 cpu: cpu_end.saturating_sub(cpu_start),
                 rate: Some(report.per_second),
-            })
+            }
         }
+    };
+    // After the load: a runtime on epoll may set up a short-lived io_uring of
+    // its own to probe the kernel's opcodes (`Probe::get`) as it starts serving.
+    if let Some(backend) = contender.backend {
+        server.check_backend(backend)?;
     }
+    Ok(window)
 }

@@ -121,12 +121,34 @@ pub struct Contender {
     /// Whether it serves HTTP with hyper. Its ratios to the hand-written servers
     /// are shown for information; its target is held against hyper on a peer.
     pub hyper: bool,
+    /// The backend its server process is told to run on, through
+    /// `RUNTIME_BACKEND` (`runtime::BACKEND_ENV`), and checked to run on once
+    /// it listens (`fallback`); `None` leaves the environment as it is.
+    pub backend: Option<runtime::Backend>,
+    /// The name it is served as (`benches serve NAME`), if not its own: the
+    /// same server under another backend.
+    pub serves: Option<&'static str>,
 }
 
 impl Contender {
     /// Whether its server is the `hello` example.
     pub fn is_hello_example(&self) -> bool {
         matches!(self.launch, Launch::HelloExample)
+    }
+
+    /// The same server under the name `name`, started on `backend`.
+    pub fn on_backend(mut self, name: &'static str, backend: runtime::Backend) -> Contender {
+        if self.serves.is_none() {
+            self.serves = Some(self.name);
+        }
+        self.name = name;
+        self.backend = Some(backend);
+        self
+    }
+
+    /// The name `benches serve` knows its server by.
+    pub fn serve_name(&self) -> &'static str {
+        self.serves.unwrap_or(self.name)
     }
 }
 
@@ -136,6 +158,8 @@ const fn serve(name: &'static str, role: Role, serve: ServeFn) -> Contender {
         role,
         launch: Launch::Serve(serve),
         hyper: false,
+        backend: None,
+        serves: None,
     }
 }
 
@@ -145,6 +169,8 @@ const fn serve_hyper(name: &'static str, role: Role, serve: ServeFn) -> Contende
         role,
         launch: Launch::Serve(serve),
         hyper: true,
+        backend: None,
+        serves: None,
     }
 }
 
@@ -168,6 +194,8 @@ pub fn contenders(protocol: Protocol) -> Vec<Contender> {
                 role: Role::Ours,
                 launch: Launch::HelloExample,
                 hyper: false,
+                backend: None,
+                serves: None,
             });
             all.push(serve("ours-inproc", Role::Ours, ours::serve));
             all.push(serve_hyper(
@@ -242,6 +270,7 @@ pub fn run_group(options: &Options, report: &mut GroupReport) {
         wrk: wrk.clone().ok(),
         timing,
         rounds: options.rounds_or(ROUNDS),
+        quiet: None,
     };
     report.about(format!(
         "servers on CPU {SERVER_CPU} (one process per run), load on CPU {LOAD_CPU}, \

@@ -11,6 +11,8 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
 
+use runtime::Backend;
+
 /// How long a server may take from its start to saying it listens.
 pub const START_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -87,6 +89,32 @@ impl ServerProcess {
             .map_err(|err| io::Error::new(err.kind(), format!("{}: {err}", self.what)))
     }
 
+    /// Checks from the outside that the server runs on `backend`: its fds hold
+    /// an io_uring instance for [`Backend::IoUring`], and an epoll instance and
+    /// no io_uring one for [`Backend::Epoll`] (`/proc/<pid>/fd`).
+    pub fn check_backend(&self, backend: Backend) -> io::Result<()> {
+        let kinds = anon_inodes(self.child.id())
+            .map_err(|err| self.error(&format!("cannot list its fds: {err}")))?;
+        let has = |kind: &str| kinds.iter().any(|k| k == kind);
+        let runs = match backend {
+            Backend::IoUring => has("[io_uring]"),
+            Backend::Epoll => has("[eventpoll]") && !has("[io_uring]"),
+            Backend::Auto => true,
+        };
+        if runs {
+            Ok(())
+        } else {
+            Err(self.error(&format!(
+                "was asked to run on {backend}, but its fds are {}",
+                if kinds.is_empty() {
+                    "no anonymous inodes".to_string()
+                } else {
+                    kinds.join(", ")
+                }
+            )))
+        }
+    }
+
     fn error(&self, message: &str) -> io::Error {
         io::Error::other(format!("{}: {message}", self.what))
     }
@@ -98,6 +126,26 @@ impl Drop for ServerProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The kinds of the anonymous-inode fds of process `pid` (`[io_uring]`,
+/// `[eventpoll]`, `[eventfd]`, ...), each once, from `/proc/<pid>/fd`.
+pub fn anon_inodes(pid: u32) -> io::Result<Vec<String>> {
+    let mut kinds = Vec::new();
+    for entry in std::fs::read_dir(format!("/proc/{pid}/fd"))? {
+        // An fd closed while the directory is read is no error.
+        let Ok(target) = std::fs::read_link(entry?.path()) else {
+            continue;
+        };
+        let target = target.to_string_lossy();
+        if let Some(kind) = target.strip_prefix("anon_inode:") {
+            if !kinds.iter().any(|k| k == kind) {
+                kinds.push(kind.to_string());
+            }
+        }
+    }
+    kinds.sort();
+    Ok(kinds)
 }
 
 /// User plus system CPU time of process `pid` and all its threads, from
@@ -171,7 +219,18 @@ pub fn free_address() -> io::Result<SocketAddr> {
 
 #[cfg(test)]
 mod tests {
-    use super::process_cpu_time;
+    use super::{anon_inodes, process_cpu_time};
+
+    #[test]
+    fn lists_the_kinds_of_our_anonymous_fds() {
+        // SAFETY: epoll_create1 takes flags only; the fd it returns is ours to close.
+        let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+        assert!(fd >= 0);
+        let kinds = anon_inodes(std::process::id()).unwrap();
+        // SAFETY: `fd` is open and nothing else uses it.
+        unsafe { libc::close(fd) };
+        assert!(kinds.iter().any(|k| k == "[eventpoll]"), "{kinds:?}");
+    }
 
     #[test]
     fn reads_our_own_cpu_time() {

@@ -5,10 +5,10 @@
 //! sections ([`Section`]: one workload each), a section holds text, tables and
 //! notes, and the verdicts of its targets ([`Verdict`]). The submodules turn each
 //! group's results into sections: [`compare`] (nop, spawn, cross), [`net`],
-//! [`fs`], [`close`] and [`instructions`]. Ratios are always taken round by round
-//! (contender A's figure in round r over B's in the same round, two runs made
-//! under the same conditions) and reported as the median of those, with the
-//! smallest and the largest.
+//! [`fs`], [`close`], [`instructions`] and [`fallback`]. Ratios are always
+//! taken round by round (contender A's figure in round r over B's in the same
+//! round, two runs made under the same conditions) and reported as the median
+//! of those, with the smallest and the largest.
 
 use std::fmt::Write as _;
 use std::io;
@@ -21,6 +21,7 @@ use crate::measure::Spread;
 
 pub mod close;
 pub mod compare;
+pub mod fallback;
 pub mod fs;
 pub mod instructions;
 pub mod net;
