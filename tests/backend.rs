@@ -189,3 +189,40 @@ fn a_task_whose_io_is_always_ready_lets_the_others_run() {
         }));
     }
 }
+
+/// Data and the end of the stream that arrive together, after a receive got less than
+/// it asked for: the next receive sees the end at once (on epoll the end is reported
+/// only once, edge-triggered, so a receive that skipped its call as "nothing more to
+/// read" would wait for ever).
+#[test]
+fn the_end_of_a_stream_that_came_with_its_last_bytes_is_seen_after_a_short_read() {
+    for backend in backends() {
+        runtime_on(backend).block_on(within("the end of the stream", async {
+            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+            let addr = listener.local_addr().unwrap();
+            let client = TcpStream::connect(addr).await.unwrap();
+            let (server, _) = listener.accept().await.unwrap();
+            for round in 0..20u8 {
+                // A short receive that had to wait first.
+                let read = client.read(Vec::with_capacity(64));
+                let (n, _) = server.write_all(vec![round; 5]).await;
+                n.unwrap();
+                let (n, buf) = read.await;
+                assert_eq!(&buf[..n.unwrap()], [round; 5], "{backend}");
+            }
+            // The last bytes and the end, sent before anyone looks.
+            let (n, _) = server.write_all(b"last".to_vec()).await;
+            n.unwrap();
+            server.shutdown(std::net::Shutdown::Write).await.unwrap();
+            let mut got = Vec::new();
+            loop {
+                let (n, buf) = client.read(Vec::with_capacity(64)).await;
+                match n.unwrap() {
+                    0 => break,
+                    n => got.extend_from_slice(&buf[..n]),
+                }
+            }
+            assert_eq!(got, b"last", "{backend}");
+        }));
+    }
+}

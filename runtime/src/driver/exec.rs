@@ -67,6 +67,12 @@ pub(crate) trait Fds {
     fn ensure_nonblocking(&mut self, fd: RawFd);
     /// `fd` is about to be closed.
     fn forget(&mut self, fd: RawFd);
+    /// Whether `fd` is a stream socket whose input is known to be used up: its last
+    /// receive got less than it asked for (or nothing), and no input was reported since.
+    /// A receive then waits for readiness without a call that could only fail.
+    fn drained(&mut self, fd: RawFd) -> bool;
+    /// A receive on `fd` got `got` bytes of the `asked` for (`got` < 0: would block).
+    fn received(&mut self, fd: RawFd, got: i32, asked: usize);
 }
 
 /// The result of a syscall, as a CQE's: `-errno` on failure.
@@ -189,10 +195,17 @@ pub(crate) unsafe fn exec(entry: &Entry, retry: bool, fds: &mut dyn Fds) -> Exec
                 );
                 would_block(r, libc::POLLOUT)
             }
-            opcode::Recv::CODE => would_block(
-                restart(|| libc::recv(fd, addr, len, msg_flags)),
-                libc::POLLIN,
-            ),
+            opcode::Recv::CODE => {
+                let peek = msg_flags & libc::MSG_PEEK != 0;
+                if !peek && fds.drained(fd) {
+                    return Exec::Wait(fd, libc::POLLIN as u32);
+                }
+                let r = restart(|| libc::recv(fd, addr, len, msg_flags));
+                if !peek && (r == -libc::EAGAIN || r > 0) {
+                    fds.received(fd, r, len);
+                }
+                would_block(r, libc::POLLIN)
+            }
             opcode::Send::CODE | opcode::SendZc::CODE => {
                 let r = if sqe.off != 0 {
                     // A destination address (`addr2`, with its length in `addr_len`).
@@ -341,6 +354,10 @@ mod tests {
             crate::sys::socket::set_nonblocking_raw(fd, true);
         }
         fn forget(&mut self, _fd: i32) {}
+        fn drained(&mut self, _fd: i32) -> bool {
+            false
+        }
+        fn received(&mut self, _fd: i32, _got: i32, _asked: usize) {}
     }
 
     #[test]

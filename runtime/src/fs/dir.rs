@@ -15,9 +15,11 @@ use super::{File, Metadata};
 use crate::buf::IoBuf;
 use crate::driver::{ops, Op};
 
-/// Whether the kernel's io_uring has `code`.
+/// Whether an op of `code` can run here: on the readiness backend, where every op the
+/// runtime builds runs as its plain syscall, always; on io_uring, if the kernel has it.
 pub(crate) fn ring_has(code: u8) -> bool {
-    crate::Probe::get().is_ok_and(|probe| probe.supports(code))
+    crate::backend() == Some(crate::Backend::Epoll)
+        || crate::Probe::get().is_ok_and(|probe| probe.supports(code))
 }
 
 /// `statx(2)` of `path` relative to `dirfd`, through the ring where it can be.

@@ -51,11 +51,10 @@ impl Socket {
 
     /// A new socket: through `IORING_OP_SOCKET` where the kernel has it, else socket(2).
     pub(crate) async fn new(domain: i32, ty: i32) -> io::Result<Socket> {
-        let fd = match Probe::get() {
-            Ok(probe) if probe.supports(io_uring::opcode::Socket::CODE) => {
-                Op::new(ops::Socket::new(domain, ty)).await?
-            }
-            _ => sys::socket(domain, ty)?,
+        let fd = if crate::fs::ring_has(io_uring::opcode::Socket::CODE) {
+            Op::new(ops::Socket::new(domain, ty)).await?
+        } else {
+            sys::socket(domain, ty)?
         };
         Ok(Socket::from_fd(fd))
     }
@@ -291,7 +290,11 @@ impl RecvStreamState {
                 None => {
                     let ring = match driver::current() {
                         None => Err(driver::no_runtime()),
-                        Some(_) if !Probe::get().is_ok_and(Probe::multishot_recv) => {
+                        // The readiness backend receives into the pooled buffers itself.
+                        Some(driver)
+                            if driver.is_ring()
+                                && !Probe::get().is_ok_and(Probe::multishot_recv) =>
+                        {
                             Err(io::Error::new(
                                 io::ErrorKind::Unsupported,
                                 "multishot receive needs Linux 6.0 or newer; use read instead",
@@ -373,7 +376,13 @@ enum Accepting {
 
 impl IncomingState {
     fn new(fd: RawFd) -> IncomingState {
-        let accept = if Probe::get().is_ok_and(Probe::multishot_accept) {
+        // The readiness backend repeats plain accepts as a stream; a ring needs the
+        // kernel's multishot accept (asking the probe there would set up a ring).
+        let multi = match crate::backend() {
+            Some(crate::Backend::Epoll) => true,
+            _ => Probe::get().is_ok_and(Probe::multishot_accept),
+        };
+        let accept = if multi {
             Accepting::Multi(MultiOp::new(ops::AcceptMulti::new(fd)))
         } else {
             Accepting::Single(None)
