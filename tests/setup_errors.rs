@@ -179,8 +179,9 @@ fn child(name: &str) {
     }
 }
 
-/// Under the filter: a TCP echo over the runtime's sockets and a file written and read
-/// back with `runtime::fs`, on two cores (so a wake-up crosses cores too).
+/// Under the filter: a TCP echo over the runtime's sockets (accepted with `incoming`,
+/// received with `recv_stream`) and a file written and read back with `runtime::fs`,
+/// on two cores (so a wake-up crosses cores too).
 fn serve() {
     use runtime::net::{TcpListener, TcpStream};
     let mut rt = match runtime::Builder::new().cores(2).pin(false).build() {
@@ -202,11 +203,19 @@ fn serve() {
         let addr = listener.local_addr().unwrap();
         // The echo server runs on core 1; the client here, on core 0.
         let server = runtime::spawn_on(1, move || async move {
+            // The multishot forms, which the fall-back must serve without the probe.
             let listener = TcpListener::from_std(listener).unwrap();
-            let (stream, _) = listener.accept().await.unwrap();
-            let (n, buf) = stream.read(Vec::with_capacity(64)).await;
-            let n = n.unwrap();
-            let (written, _) = stream.write_all(buf).await;
+            let mut incoming = listener.incoming();
+            let stream = tests::next(&mut incoming).await.unwrap().unwrap();
+            let mut got = Vec::new();
+            let mut chunks = stream.recv_stream();
+            while got.len() < 20 {
+                let chunk = tests::next(&mut chunks).await.expect("not ended");
+                got.extend_from_slice(&chunk.unwrap());
+            }
+            drop(chunks);
+            let n = got.len();
+            let (written, _) = stream.write_all(got).await;
             written.unwrap();
             n
         });
