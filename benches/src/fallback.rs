@@ -354,15 +354,8 @@ fn run_readers(options: &Options, rounds: usize, report: &mut GroupReport) {
         return;
     }
     let path = options.file.clone().unwrap_or_else(fs::data::default_path);
-    match fs::data::ensure(&path) {
-        Ok(line) => report.about(line),
-        Err(err) => {
-            report.fail(format!(
-                "cannot write the data file {}: {err}",
-                path.display()
-            ));
-            return;
-        }
+    if !fs::data::ensure_reported(&path, report) {
+        return;
     }
     let timing = if options.quick {
         fs::Timing::QUICK

@@ -18,6 +18,23 @@ pub fn default_path() -> PathBuf {
     crate::tools::target_dir().join("fsbench.dat")
 }
 
+/// [`ensure`], with its outcome in `report`: `false` if the file could not be made.
+pub fn ensure_reported(path: &Path, report: &mut crate::report::GroupReport) -> bool {
+    match ensure(path) {
+        Ok(line) => {
+            report.about(line);
+            true
+        }
+        Err(err) => {
+            report.fail(format!(
+                "cannot write the data file {}: {err}",
+                path.display()
+            ));
+            false
+        }
+    }
+}
+
 /// Makes sure `path` holds the data file; says whether it was written or
 /// reused.
 pub fn ensure(path: &Path) -> io::Result<String> {

@@ -62,15 +62,8 @@ pub fn run_group(options: &Options, report: &mut GroupReport) {
         Timing::FULL
     };
     let rounds = options.rounds_or(ROUNDS);
-    match data::ensure(&path) {
-        Ok(line) => report.about(line),
-        Err(err) => {
-            report.fail(format!(
-                "cannot write the data file {}: {err}",
-                path.display()
-            ));
-            return;
-        }
+    if !data::ensure_reported(&path, report) {
+        return;
     }
     report.about(format!("storage: {}", data::describe_storage(&path)));
     report.about(format!(
