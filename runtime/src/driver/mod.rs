@@ -52,7 +52,10 @@ mod timers;
 
 pub(crate) use exec::Exec;
 pub(crate) use files::FileTable;
-pub(crate) use op::{Completable, MultiOp, Multishot, Op, Runner, Step};
+pub(crate) use op::{
+    Completable, MultiOp, Multishot, Op, Runner, Step, CQE_BUFFER_SHIFT, CQE_F_BUFFER, CQE_F_MORE,
+    CQE_F_NOTIF,
+};
 pub(crate) use shutdown::close;
 pub(crate) use timers::TimerKey;
 

@@ -245,8 +245,14 @@ pub(crate) unsafe trait Multishot: Unpin + 'static {
     }
 }
 
-/// `IORING_CQE_F_MORE`.
+/// CQE flags, for the CQEs the readiness backend makes up in the ring's place (and
+/// for tests that play the kernel): `IORING_CQE_F_BUFFER` (a provided buffer, whose id
+/// is the flags' high half, from `IORING_CQE_BUFFER_SHIFT`), `IORING_CQE_F_MORE`,
+/// `IORING_CQE_F_NOTIF`.
+pub(crate) const CQE_F_BUFFER: u32 = 1;
 pub(crate) const CQE_F_MORE: u32 = 1 << 1;
+pub(crate) const CQE_F_NOTIF: u32 = 1 << 3;
+pub(crate) const CQE_BUFFER_SHIFT: u32 = 16;
 
 /// Whether the kernel will post more CQEs for the op after this one.
 pub(crate) fn has_more(flags: u32) -> bool {

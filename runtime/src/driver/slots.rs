@@ -613,8 +613,7 @@ mod tests {
     use super::*;
     use crate::driver::op::{AbandonedMulti, Multishot};
 
-    /// `IORING_CQE_F_MORE`.
-    const MORE: u32 = 1 << 1;
+    use crate::driver::CQE_F_MORE as MORE;
 
     /// What reaping one CQE called for, as one value for the tests to match.
     enum Reaped {

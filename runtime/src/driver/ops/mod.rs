@@ -197,6 +197,17 @@ mod tests {
     }
 
     #[test]
+    fn made_up_cqe_flags_read_as_the_kernels_do() {
+        use crate::driver::{CQE_BUFFER_SHIFT, CQE_F_BUFFER, CQE_F_MORE, CQE_F_NOTIF};
+        let flags = CQE_F_BUFFER | CQE_F_MORE | 7 << CQE_BUFFER_SHIFT;
+        assert_eq!(io_uring::cqueue::buffer_select(flags), Some(7));
+        assert!(io_uring::cqueue::more(flags));
+        assert!(!io_uring::cqueue::notif(flags));
+        assert!(io_uring::cqueue::notif(CQE_F_NOTIF));
+        assert!(!io_uring::cqueue::more(CQE_F_NOTIF));
+    }
+
+    #[test]
     fn statx_resolves_to_what_the_kernel_wrote_through_its_sqe() {
         let mask = libc::STATX_SIZE | libc::STATX_TYPE;
         let mut op = Statx::new(-1, CString::new("file").unwrap(), 0, mask);

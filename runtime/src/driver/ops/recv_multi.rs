@@ -6,12 +6,7 @@ use io_uring::{cqueue, opcode, squeue::Entry, types};
 
 use crate::buf::ring::{BufRing, GROUP};
 use crate::buf::{RecvBuf, RingId};
-use crate::driver::{Exec, Multishot, Runner, Step};
-
-/// `IORING_CQE_F_BUFFER` and `IORING_CQE_F_MORE`, and where the buffer id goes.
-const F_BUFFER: u32 = 1;
-const F_MORE: u32 = 1 << 1;
-const BUFFER_SHIFT: u32 = 16;
+use crate::driver::{Exec, Multishot, Runner, Step, CQE_BUFFER_SHIFT, CQE_F_BUFFER, CQE_F_MORE};
 
 /// Multishot `IORING_OP_RECV` over the core's provided-buffer ring (Linux 6.0): each
 /// CQE names the buffer the kernel filled. A buffer nobody takes (the stream was
@@ -72,7 +67,10 @@ unsafe impl Multishot for RecvMulti {
         match unsafe { runner.run(&entry) } {
             Exec::Done(n) if n > 0 => {
                 self.ring.named_by_cqe();
-                Step::Done(n, F_BUFFER | F_MORE | u32::from(bid) << BUFFER_SHIFT)
+                Step::Done(
+                    n,
+                    CQE_F_BUFFER | CQE_F_MORE | u32::from(bid) << CQE_BUFFER_SHIFT,
+                )
             }
             // The end of the stream (0) or an error: the last CQE, naming no buffer.
             Exec::Done(result) => {

@@ -4,11 +4,7 @@ use std::os::fd::RawFd;
 use io_uring::{cqueue, opcode, squeue::Entry, types};
 
 use crate::buf::{IoBuf, RingId};
-use crate::driver::{Exec, Multishot, Runner, Step};
-
-/// `IORING_CQE_F_MORE` and `IORING_CQE_F_NOTIF`.
-const F_MORE: u32 = 1 << 1;
-const F_NOTIF: u32 = 1 << 3;
+use crate::driver::{Exec, Multishot, Runner, Step, CQE_F_MORE, CQE_F_NOTIF};
 
 /// `IORING_OP_SEND_ZC` (Linux 6.0): the kernel sends from the buffer itself. It posts
 /// the send's result (with `F_MORE` when a notification follows) and then a
@@ -72,14 +68,14 @@ unsafe impl<B: IoBuf> Multishot for SendZc<B> {
     /// go of the buffer when it returns.
     fn step(&mut self, runner: &mut Runner<'_>) -> Step {
         if self.sent {
-            return Step::Done(0, F_NOTIF);
+            return Step::Done(0, CQE_F_NOTIF);
         }
         let entry = self.prepare(RingId::new(0));
         // SAFETY: the SQE of our own `prepare`, valid while `self` lives (above).
         match unsafe { runner.run(&entry) } {
             Exec::Done(n) if n >= 0 => {
                 self.sent = true;
-                Step::Done(n, F_MORE)
+                Step::Done(n, CQE_F_MORE)
             }
             Exec::Done(err) => Step::Done(err, 0),
             Exec::Wait(fd, events) => Step::Wait(fd, events),
