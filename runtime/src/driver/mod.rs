@@ -88,25 +88,34 @@ pub(crate) fn current_id() -> u64 {
     CURRENT_ID.with(Cell::get)
 }
 
-/// The driver of the core running on this thread, if any.
+/// Runs `f` on the driver of the core running on this thread, if any, without
+/// touching its reference count (for calls on paths where that round trip shows).
 #[inline]
-/// Hands what this thread's core queued to the kernel now, if the thread runs a core
-/// and its driver is not in use further up the stack.
-pub(crate) fn submit_queued() {
+fn with_current(f: impl FnOnce(&Driver)) {
     let driver = CURRENT.with(Cell::get);
     if driver.is_null() {
         return;
     }
-    // SAFETY: as in `current`: a non-null pointer in CURRENT is a live driver.
-    let driver = unsafe { &*driver };
-    let Engine::Ring(inner) = &driver.engine else {
-        return;
-    };
-    if let Ok(mut inner) = inner.try_borrow_mut() {
-        if !inner.pending.is_empty() {
-            inner.submit(false, None);
+    // SAFETY: as in `current`: a non-null pointer in CURRENT came from `Rc::into_raw`
+    // and owns a strong count until its guard takes it back, so the driver outlives
+    // this call, which cannot reach that guard.
+    f(unsafe { &*driver });
+}
+
+/// Hands what this thread's core queued to the kernel now, if the thread runs a core
+/// and its driver is not in use further up the stack.
+#[inline]
+pub(crate) fn submit_queued() {
+    with_current(|driver| {
+        let Engine::Ring(inner) = &driver.engine else {
+            return;
+        };
+        if let Ok(mut inner) = inner.try_borrow_mut() {
+            if !inner.pending.is_empty() {
+                inner.submit(false, None);
+            }
         }
-    }
+    });
 }
 
 /// A new fd numbered `fd` came into the runtime's hands (made by an op, a bind, a pair,
@@ -115,19 +124,16 @@ pub(crate) fn submit_queued() {
 /// socket a failed connect owned) is forgotten, so it is neither taken for registered
 /// in the epoll set nor for non-blocking.
 pub(crate) fn fresh_fd(fd: RawFd) {
-    let driver = CURRENT.with(Cell::get);
-    if driver.is_null() {
-        return;
-    }
-    // SAFETY: as in `current`: a non-null pointer in CURRENT is a live driver.
-    let driver = unsafe { &*driver };
-    if let Engine::Epoll(poller) = &driver.engine {
-        if let Ok(mut poller) = poller.try_borrow_mut() {
-            poller.forget(fd);
+    with_current(|driver| {
+        if let Engine::Epoll(poller) = &driver.engine {
+            if let Ok(mut poller) = poller.try_borrow_mut() {
+                poller.forget(fd);
+            }
         }
-    }
+    });
 }
 
+/// The driver of the core running on this thread, if any.
 pub(crate) fn current() -> Option<Rc<Driver>> {
     let driver = CURRENT.with(Cell::get);
     if driver.is_null() {

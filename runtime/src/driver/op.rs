@@ -389,25 +389,20 @@ impl<T: Completable> Op<T> {
         let entry = data.prepare(NO_RING);
         // SAFETY: the SQE of the op's own `prepare`; the op is alive and untouched for
         // the call, which by rule 1 of `Completable` keeps every pointer in it valid.
-        match unsafe { driver.exec(&entry, retry) } {
+        let waiting = match unsafe { driver.exec(&entry, retry) } {
             Exec::Done(result) => {
                 let cqe = Cqe { result, flags: 0 };
-                Poll::Ready(self.finish(cqe.into_result(), 0))
+                return Poll::Ready(self.finish(cqe.into_result(), 0));
             }
-            Exec::Wait(fd, events) => match driver.wait_ready(fd, events, cx.waker()) {
-                Ok(token) => {
-                    self.state = State::InFlight { driver, token };
-                    Poll::Pending
-                }
-                Err(e) => Poll::Ready(self.finish(Err(e), 0)),
-            },
-            Exec::NextTurn => match driver.wait_turn(cx.waker()) {
-                Ok(token) => {
-                    self.state = State::InFlight { driver, token };
-                    Poll::Pending
-                }
-                Err(e) => Poll::Ready(self.finish(Err(e), 0)),
-            },
+            Exec::Wait(fd, events) => driver.wait_ready(fd, events, cx.waker()),
+            Exec::NextTurn => driver.wait_turn(cx.waker()),
+        };
+        match waiting {
+            Ok(token) => {
+                self.state = State::InFlight { driver, token };
+                Poll::Pending
+            }
+            Err(e) => Poll::Ready(self.finish(Err(e), 0)),
         }
     }
 }
