@@ -91,15 +91,15 @@ pub(crate) fn current_id() -> u64 {
 /// Runs `f` on the driver of the core running on this thread, if any, without
 /// touching its reference count (for calls on paths where that round trip shows).
 #[inline]
-fn with_current(f: impl FnOnce(&Driver)) {
+fn with_current<R>(f: impl FnOnce(&Driver) -> R) -> Option<R> {
     let driver = CURRENT.with(Cell::get);
     if driver.is_null() {
-        return;
+        return None;
     }
     // SAFETY: as in `current`: a non-null pointer in CURRENT came from `Rc::into_raw`
     // and owns a strong count until its guard takes it back, so the driver outlives
     // this call, which cannot reach that guard.
-    f(unsafe { &*driver });
+    Some(f(unsafe { &*driver }))
 }
 
 /// Hands what this thread's core queued to the kernel now, if the thread runs a core
@@ -146,6 +146,14 @@ pub(crate) fn current() -> Option<Rc<Driver>> {
         Rc::increment_strong_count(driver);
         Some(Rc::from_raw(driver))
     }
+}
+
+/// Whether an op of opcode `code` can run on this thread's core: on the readiness
+/// backend, where every op the runtime builds runs as its plain syscall, always; on
+/// io_uring (or outside a runtime), if the kernel's io_uring has the opcode.
+pub(crate) fn op_available(code: u8) -> bool {
+    with_current(|driver| !driver.is_ring()).unwrap_or(false)
+        || crate::sys::probe::Probe::get().is_ok_and(|probe| probe.supports(code))
 }
 
 /// The error of an op started outside a runtime.

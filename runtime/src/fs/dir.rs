@@ -13,18 +13,11 @@ use io_uring::opcode;
 use super::open_options::cstring;
 use super::{File, Metadata};
 use crate::buf::IoBuf;
-use crate::driver::{ops, Op};
-
-/// Whether an op of `code` can run here: on the readiness backend, where every op the
-/// runtime builds runs as its plain syscall, always; on io_uring, if the kernel has it.
-pub(crate) fn ring_has(code: u8) -> bool {
-    crate::backend() == Some(crate::Backend::Epoll)
-        || crate::Probe::get().is_ok_and(|probe| probe.supports(code))
-}
+use crate::driver::{self, ops, Op};
 
 /// `statx(2)` of `path` relative to `dirfd`, through the ring where it can be.
 pub(crate) async fn statx(dirfd: RawFd, path: CString, flags: i32) -> io::Result<Metadata> {
-    if ring_has(opcode::Statx::CODE) {
+    if driver::op_available(opcode::Statx::CODE) {
         let op = ops::Statx::new(dirfd, path, flags, super::metadata::STATX_MASK);
         return Ok(Metadata::from_statx(Op::new(op).await?));
     }
@@ -107,7 +100,7 @@ pub async fn symlink_metadata(path: impl AsRef<Path>) -> io::Result<Metadata> {
 /// `unlink(2)`).
 pub async fn remove_file(path: impl AsRef<Path>) -> io::Result<()> {
     let path = path.as_ref();
-    if ring_has(opcode::UnlinkAt::CODE) {
+    if driver::op_available(opcode::UnlinkAt::CODE) {
         Op::new(ops::UnlinkAt::new(cstring(path)?, 0)).await
     } else {
         std::fs::remove_file(path)
@@ -118,7 +111,7 @@ pub async fn remove_file(path: impl AsRef<Path>) -> io::Result<()> {
 /// else `rmdir(2)`).
 pub async fn remove_dir(path: impl AsRef<Path>) -> io::Result<()> {
     let path = path.as_ref();
-    if ring_has(opcode::UnlinkAt::CODE) {
+    if driver::op_available(opcode::UnlinkAt::CODE) {
         Op::new(ops::UnlinkAt::new(cstring(path)?, libc::AT_REMOVEDIR)).await
     } else {
         std::fs::remove_dir(path)
@@ -129,7 +122,7 @@ pub async fn remove_dir(path: impl AsRef<Path>) -> io::Result<()> {
 /// `rename(2)`).
 pub async fn rename(from: impl AsRef<Path>, to: impl AsRef<Path>) -> io::Result<()> {
     let (from, to) = (from.as_ref(), to.as_ref());
-    if ring_has(opcode::RenameAt::CODE) {
+    if driver::op_available(opcode::RenameAt::CODE) {
         Op::new(ops::RenameAt::new(cstring(from)?, cstring(to)?)).await
     } else {
         std::fs::rename(from, to)
@@ -140,7 +133,7 @@ pub async fn rename(from: impl AsRef<Path>, to: impl AsRef<Path>) -> io::Result<
 /// (`IORING_OP_MKDIRAT`, else `mkdir(2)`). Its parent must exist.
 pub async fn create_dir(path: impl AsRef<Path>) -> io::Result<()> {
     let path = path.as_ref();
-    if ring_has(opcode::MkDirAt::CODE) {
+    if driver::op_available(opcode::MkDirAt::CODE) {
         Op::new(ops::MkDirAt::new(cstring(path)?, 0o777)).await
     } else {
         std::fs::create_dir(path)
@@ -194,7 +187,7 @@ async fn create_dir_tolerant(path: &Path) -> io::Result<()> {
 /// `link(2)`).
 pub async fn hard_link(original: impl AsRef<Path>, link: impl AsRef<Path>) -> io::Result<()> {
     let (original, link) = (original.as_ref(), link.as_ref());
-    if ring_has(opcode::LinkAt::CODE) {
+    if driver::op_available(opcode::LinkAt::CODE) {
         Op::new(ops::LinkAt::new(cstring(original)?, cstring(link)?)).await
     } else {
         std::fs::hard_link(original, link)
@@ -205,7 +198,7 @@ pub async fn hard_link(original: impl AsRef<Path>, link: impl AsRef<Path>) -> io
 /// else `symlink(2)`).
 pub async fn symlink(original: impl AsRef<Path>, link: impl AsRef<Path>) -> io::Result<()> {
     let (original, link) = (original.as_ref(), link.as_ref());
-    if ring_has(opcode::SymlinkAt::CODE) {
+    if driver::op_available(opcode::SymlinkAt::CODE) {
         Op::new(ops::SymlinkAt::new(cstring(original)?, cstring(link)?)).await
     } else {
         std::os::unix::fs::symlink(original, link)

@@ -19,7 +19,7 @@ use std::task::{Context, Poll};
 
 use io_uring::opcode;
 
-use super::{dir, File};
+use super::File;
 use crate::buf::{BufResult, IoBuf, IoBufMut, Slice, UntilDone};
 use crate::driver::{ops, Completable, Op};
 
@@ -421,7 +421,7 @@ impl Future for SetLen<'_> {
     #[inline]
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         self.call.poll(cx, |file, len| {
-            if dir::ring_has(opcode::Ftruncate::CODE) {
+            if crate::driver::op_available(opcode::Ftruncate::CODE) {
                 Ok(ops::Ftruncate::new(file.raw(), len))
             } else {
                 Err(file.set_len_blocking(len))

@@ -45,7 +45,6 @@ use crate::driver::ops::FileRef;
 use crate::driver::{self, ops, Driver, Op};
 
 mod dir;
-pub(crate) use dir::ring_has;
 mod futures;
 mod metadata;
 mod open_options;

@@ -51,7 +51,7 @@ impl Socket {
 
     /// A new socket: through `IORING_OP_SOCKET` where the kernel has it, else socket(2).
     pub(crate) async fn new(domain: i32, ty: i32) -> io::Result<Socket> {
-        let fd = if crate::fs::ring_has(io_uring::opcode::Socket::CODE) {
+        let fd = if driver::op_available(io_uring::opcode::Socket::CODE) {
             Op::new(ops::Socket::new(domain, ty)).await?
         } else {
             sys::socket(domain, ty)?
