@@ -288,23 +288,15 @@ fn run_server_workload(
     let measured: Vec<Measured> = results
         .iter()
         .map(|result| {
-            if let Some(failure) = &result.failure {
-                report.fail(format!("{title}: {}: {failure}", result.contender.name));
-            }
-            Measured {
-                name: result.contender.name.to_string(),
-                points: result
-                    .runs
-                    .iter()
-                    .map(|w| Point {
-                        rate: w.rate(),
-                        cost: w.cpu_per_million(),
-                        per_cpu: w.per_cpu_second(),
-                        busy: w.utilisation(),
-                    })
-                    .collect(),
-                failure: result.failure.clone(),
-            }
+            let name = result.contender.name;
+            Measured::of(&title, report, name, &result.runs, &result.failure, |w| {
+                Point {
+                    rate: w.rate(),
+                    cost: w.cpu_per_million(),
+                    per_cpu: w.per_cpu_second(),
+                    busy: w.utilisation(),
+                }
+            })
         })
         .collect();
     let mut section = section(
@@ -403,31 +395,21 @@ fn run_readers(options: &Options, rounds: usize, report: &mut GroupReport) {
         let measured: Vec<Measured> = results
             .iter()
             .map(|result| {
-                if let Some(failure) = &result.failure {
-                    report.fail(format!("{title}: {}: {failure}", result.contender.name));
-                }
-                Measured {
-                    name: result.contender.name.to_string(),
-                    points: result
-                        .runs
-                        .iter()
-                        .map(|w| {
-                            let (rate, cost) = if sequential {
-                                (w.gib_per_s(), w.cpu_s_per_gib())
-                            } else {
-                                (w.iops(), w.cpu_us_per_op())
-                            };
-                            let per_cpu = if sequential { 1.0 } else { 1e6 } / cost;
-                            Point {
-                                rate,
-                                cost,
-                                per_cpu,
-                                busy: w.utilisation(),
-                            }
-                        })
-                        .collect(),
-                    failure: result.failure.clone(),
-                }
+                let name = result.contender.name;
+                Measured::of(&title, report, name, &result.runs, &result.failure, |w| {
+                    let (rate, cost) = if sequential {
+                        (w.gib_per_s(), w.cpu_s_per_gib())
+                    } else {
+                        (w.iops(), w.cpu_us_per_op())
+                    };
+                    let per_cpu = if sequential { 1.0 } else { 1e6 } / cost;
+                    Point {
+                        rate,
+                        cost,
+                        per_cpu,
+                        busy: w.utilisation(),
+                    }
+                })
             })
             .collect();
         report.section(section(

@@ -30,6 +30,28 @@ pub struct Measured {
     pub failure: Option<String>,
 }
 
+impl Measured {
+    /// One contender's rounds, each made a point by `point`; a failure is also
+    /// reported in `report`, under `title`.
+    pub fn of<W>(
+        title: &str,
+        report: &mut crate::report::GroupReport,
+        name: &str,
+        runs: &[W],
+        failure: &Option<String>,
+        point: impl Fn(&W) -> Point,
+    ) -> Measured {
+        if let Some(failure) = failure {
+            report.fail(format!("{title}: {name}: {failure}"));
+        }
+        Measured {
+            name: name.to_string(),
+            points: runs.iter().map(point).collect(),
+            failure: failure.clone(),
+        }
+    }
+}
+
 /// How a workload's figures are headed and shown.
 #[derive(Debug, Clone, Copy)]
 pub struct Figures {
