@@ -7,12 +7,14 @@ use std::cell::Cell;
 use std::os::fd::AsRawFd;
 use std::rc::Rc;
 use std::sync::Mutex;
+use std::time::Duration;
 
 use runtime::net::{TcpListener, TcpStream};
 use runtime::{Backend, Builder};
 use tests::{open_fds, settle_fds, within, TempDir};
 
-/// fd counts are per process: tests that count them do not run side by side.
+/// fd counts are per process: the tests that count them must not run beside any test
+/// that opens fds, so every test here takes this.
 static FDS: Mutex<()> = Mutex::new(());
 
 fn runtime_on(backend: Backend) -> runtime::Runtime {
@@ -36,6 +38,7 @@ fn backends() -> Vec<Backend> {
 
 #[test]
 fn the_backend_asked_for_is_the_one_that_runs_and_says_so() {
+    let _serial = FDS.lock().unwrap();
     for backend in backends() {
         let mut rt = runtime_on(backend);
         assert_eq!(rt.backend(), backend);
@@ -59,6 +62,7 @@ fn the_backend_asked_for_is_the_one_that_runs_and_says_so() {
 
 #[test]
 fn backend_names_parse_and_print() {
+    let _serial = FDS.lock().unwrap();
     for (name, backend) in [
         ("io_uring", Backend::IoUring),
         ("epoll", Backend::Epoll),
@@ -75,16 +79,16 @@ fn backend_names_parse_and_print() {
     assert!(err.to_string().contains("epoll"), "{err}");
 }
 
-/// A connect that fails closes its own socket inside
+/// A connect that fails, or is dropped while it waits, closes its own socket inside
 /// the op, where the epoll backend does not see it; the next socket gets the same
 /// number, and must be registered and made non-blocking anew, not taken for the old
 /// one (its waits would never end, its calls would block the core).
 #[test]
 fn a_number_freed_by_a_failed_connect_serves_the_next_socket() {
     let _serial = FDS.lock().unwrap();
-    // The readiness backend's bookkeeping per fd number is what this checks.
-    {
-        let backend = Backend::Epoll;
+    // The readiness backend's bookkeeping per fd number is what this checks; the ring
+    // must of course serve the same sequence.
+    for backend in backends() {
         runtime_on(backend).block_on(within("the connects", async {
             let base = open_fds();
             // A port nobody listens on: bind one, note it, close it.
@@ -94,9 +98,16 @@ fn a_number_freed_by_a_failed_connect_serves_the_next_socket() {
             };
             let listener = TcpListener::bind("127.0.0.1:0").unwrap();
             let addr = listener.local_addr().unwrap();
+            // TEST-NET-2 (RFC 5737): nothing answers there, so a connect waits (where
+            // there is a route; without one it fails at once, and the round proves less).
+            let silent: std::net::SocketAddr = "198.51.100.1:9".parse().unwrap();
             for round in 0..50u8 {
                 let err = TcpStream::connect(refused).await.unwrap_err();
                 assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused, "{err}");
+                // A connect dropped while it waits: its socket was in the epoll set
+                // when the op closed it.
+                let waiting = TcpStream::connect(silent);
+                let _ = runtime::time::timeout(Duration::from_millis(2), waiting).await;
                 let client = TcpStream::connect(addr).await.unwrap();
                 let (server, _) = listener.accept().await.unwrap();
                 let (n, _) = client.write_all(vec![round; 3]).await;
@@ -129,6 +140,7 @@ fn is_nonblocking(fd: &impl AsRawFd) -> bool {
 /// std expects, and no longer watched by the core.
 #[test]
 fn a_socket_handed_off_after_waiting_is_blocking_and_works_with_std() {
+    let _serial = FDS.lock().unwrap();
     for backend in backends() {
         let (std_stream, mut std_peer) = runtime_on(backend).block_on(async {
             let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -160,6 +172,7 @@ fn a_socket_handed_off_after_waiting_is_blocking_and_works_with_std() {
 /// run loop now and then, so the other tasks on the core run meanwhile.
 #[test]
 fn a_task_whose_io_is_always_ready_lets_the_others_run() {
+    let _serial = FDS.lock().unwrap();
     let dir = TempDir::new("backend-ready-loop");
     let path = dir.join("data");
     std::fs::write(&path, vec![7u8; 4096]).unwrap();
@@ -196,6 +209,7 @@ fn a_task_whose_io_is_always_ready_lets_the_others_run() {
 /// read" would wait for ever).
 #[test]
 fn the_end_of_a_stream_that_came_with_its_last_bytes_is_seen_after_a_short_read() {
+    let _serial = FDS.lock().unwrap();
     for backend in backends() {
         runtime_on(backend).block_on(within("the end of the stream", async {
             let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -223,6 +237,56 @@ fn the_end_of_a_stream_that_came_with_its_last_bytes_is_seen_after_a_short_read(
                 }
             }
             assert_eq!(got, b"last", "{backend}");
+        }));
+    }
+}
+
+/// A peer that does not read: a write waits (its socket's buffers are full), and is
+/// dropped while it waits; a second write waits too and finishes once the peer reads.
+/// The peer gets what the first write got out (a whole number of its bytes, in order),
+/// then all of the second's, and nothing leaks.
+#[test]
+fn writes_to_a_peer_that_does_not_read_wait_and_a_dropped_one_loses_only_itself() {
+    let _serial = FDS.lock().unwrap();
+    for backend in backends() {
+        runtime_on(backend).block_on(within("the writes", async {
+            let base = open_fds();
+            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+            let addr = listener.local_addr().unwrap();
+            let client = TcpStream::connect(addr).await.unwrap();
+            let (server, _) = listener.accept().await.unwrap();
+            // Far more than the socket buffers of both ends hold.
+            const BIG: usize = 32 << 20;
+            let first = client.write_all(vec![1u8; BIG]);
+            let (out, first) = tests::poll_once(Box::pin(first)).await;
+            assert!(
+                out.is_none(),
+                "{backend}: 32 MiB went out to a peer that reads nothing"
+            );
+            drop(first);
+            let second = runtime::spawn(async move {
+                let (n, _) = client.write_all(vec![2u8; 1000]).await;
+                n.unwrap();
+                client
+            });
+            let mut got = Vec::new();
+            while got.last() != Some(&2) || got.iter().filter(|&&b| b == 2).count() < 1000 {
+                let (n, buf) = server.read(Vec::with_capacity(1 << 16)).await;
+                let n = n.unwrap();
+                assert!(n > 0, "{backend}: the stream ended early");
+                got.extend_from_slice(&buf[..n]);
+            }
+            let ones = got.iter().take_while(|&&b| b == 1).count();
+            assert!(ones < BIG, "{backend}: the dropped write finished");
+            assert_eq!(
+                got.len(),
+                ones + 1000,
+                "{backend}: only ones, then the second write"
+            );
+            assert!(got[ones..].iter().all(|&b| b == 2), "{backend}");
+            drop(second.await.unwrap());
+            drop((server, listener));
+            assert_eq!(settle_fds(base).await, base, "{backend}: an fd leaked");
         }));
     }
 }
