@@ -440,3 +440,77 @@ fn vectored_reads_and_writes_at_an_offset_fill_buffers_in_order() {
         assert_same_bytes("std", &std::fs::read(&path).unwrap()[500..], &data);
     }));
 }
+
+#[test]
+fn read_dir_lists_what_std_lists_with_types_and_closes_its_fd() {
+    let _fds = fds_exclusive();
+    let tmp = TempDir::new("fs-read-dir");
+    let dir = tmp.join("list");
+    std::fs::create_dir(&dir).unwrap();
+    // Enough entries for several getdents64 batches (32 KiB each), with long names.
+    let names: Vec<String> = (0..2_000)
+        .map(|i| format!("entry-{i:05}-{}", "n".repeat(40)))
+        .collect();
+    for name in &names[..1_990] {
+        std::fs::write(dir.join(name), name.as_bytes()).unwrap();
+    }
+    for name in &names[1_990..] {
+        std::fs::create_dir(dir.join(name)).unwrap();
+    }
+    std::os::unix::fs::symlink(dir.join(&names[0]), dir.join("link")).unwrap();
+    rt().block_on(within("read_dir", async {
+        let before = open_fds();
+        let mut entries = fs::read_dir(&dir).await.unwrap();
+        let mut seen = std::collections::BTreeMap::new();
+        while let Some(entry) = entries.next_entry().await.unwrap() {
+            let name = entry.file_name().into_string().unwrap();
+            assert_eq!(entry.path(), dir.join(&name));
+            let kind = entry.file_type().await.unwrap();
+            let meta = std::fs::symlink_metadata(entry.path()).unwrap();
+            assert_eq!(kind.is_dir(), meta.is_dir(), "{name}");
+            assert_eq!(kind.is_file(), meta.is_file(), "{name}");
+            assert_eq!(kind.is_symlink(), meta.file_type().is_symlink(), "{name}");
+            assert_eq!(entry.ino(), std::os::unix::fs::MetadataExt::ino(&meta));
+            assert!(seen.insert(name, kind).is_none(), "an entry listed twice");
+        }
+        // The end stays the end.
+        assert!(entries.next_entry().await.unwrap().is_none());
+        let want: std::collections::BTreeSet<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(
+            seen.keys()
+                .cloned()
+                .collect::<std::collections::BTreeSet<_>>(),
+            want
+        );
+        assert_eq!(seen.len(), 2_001);
+        assert!(seen["link"].is_symlink());
+        drop(entries);
+        // An empty directory lists nothing (no `.` or `..`).
+        fs::create_dir(dir.join("empty")).await.unwrap();
+        assert!(fs::read_dir(dir.join("empty"))
+            .await
+            .unwrap()
+            .next_entry()
+            .await
+            .unwrap()
+            .is_none());
+        assert_eq!(settle_fds(before).await, before, "read_dir left an fd open");
+    }));
+}
+
+#[test]
+fn read_dir_fails_the_way_std_does() {
+    let _fds = fds_shared();
+    let dir = TempDir::new("fs-read-dir-errors");
+    std::fs::write(dir.join("file"), "x").unwrap();
+    rt().block_on(within("read_dir errors", async {
+        for path in [dir.join("missing"), dir.join("file")] {
+            let ours = fs::read_dir(&path).await.unwrap_err();
+            let std = std::fs::read_dir(&path).unwrap_err();
+            assert_eq!(ours.kind(), std.kind(), "{}", path.display());
+        }
+    }));
+}

@@ -168,6 +168,7 @@ unsafe impl IoBufMut for AlignedBuf {
         self.ptr.as_ptr()
     }
     unsafe fn set_init(&mut self, pos: usize) {
-        self.len = self.len.max(pos);
+        // A read's count becomes the length (see the `buf` module docs).
+        self.len = pos;
     }
 }

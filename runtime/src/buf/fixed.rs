@@ -426,6 +426,7 @@ unsafe impl IoBufMut for FixedBuf {
         self.pool.addr(self.index)
     }
     unsafe fn set_init(&mut self, pos: usize) {
-        self.len = self.len.max(pos);
+        // A read's count becomes the length (see the `buf` module docs).
+        self.len = pos;
     }
 }

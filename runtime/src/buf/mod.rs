@@ -8,6 +8,32 @@
 //! The traits are `unsafe` because the driver trusts them: the pointer must stay valid
 //! and at the same address while the value lives, even when the value itself moves
 //! (a `Vec`'s heap block does not move when the `Vec` does; an inline array would).
+//!
+//! # What a read does to the buffer's length
+//!
+//! A read fills the buffer from its start, up to its capacity (`bytes_total`: a
+//! `Vec`'s `capacity()`, not its `len()`), and then **sets the length to the number of
+//! bytes read**, so the buffer handed back holds exactly what came:
+//!
+//! ```
+//! # runtime::Builder::new().cores(1).pin(false).build().unwrap().block_on(async {
+//! # let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+//! # let b = runtime::net::UnixStream::from_std(b).unwrap();
+//! # std::io::Write::write_all(&mut &a, b"hello").unwrap();
+//! let (n, buf) = b.read(vec![0; 20]).await;
+//! assert_eq!(n.unwrap(), 5);
+//! assert_eq!(buf, b"hello"); // length 5, not 20; the capacity is still 20
+//! # });
+//! ```
+//!
+//! So `vec![0; N]` and `Vec::with_capacity(N)` read the same; `Ok(0)` leaves an empty
+//! buffer. This holds for `Vec<u8>`, `BytesMut`, [`AlignedBuf`] and [`FixedBuf`], for
+//! every read (stream reads, `recv`, `recv_from`, `read_at`), and for each buffer of
+//! a vectored read (buffers past the data come back empty). A `Box<[u8]>` cannot
+//! change its length: use the count. A read into a [`Slice`] changes only the bytes
+//! of that window: the underlying buffer's length grows to cover what was read and
+//! never shrinks, so a read into `buf.slice(len..)` appends and bytes after the
+//! window are kept; `read_exact` fills a whole buffer this way.
 
 use std::fmt;
 use std::future::Future;
@@ -251,11 +277,14 @@ pub unsafe trait IoBufMut: IoBuf {
     /// Mutable pointer to the start of the buffer.
     fn stable_mut_ptr(&mut self) -> *mut u8;
 
-    /// Records that the first `pos` bytes are initialised (after a read filled them).
+    /// Records that a read filled the first `pos` bytes: a buffer with a length
+    /// (`Vec<u8>`, `BytesMut`, [`AlignedBuf`], [`FixedBuf`]) takes `pos` as its length,
+    /// so it holds exactly what was read (see [the module docs](self)); a [`Slice`]
+    /// only grows its buffer's length to cover the bytes read.
     ///
     /// # Safety
     ///
-    /// The first `pos` bytes must really be initialised.
+    /// The first `pos` bytes must really be initialised, and `pos <= bytes_total()`.
     unsafe fn set_init(&mut self, pos: usize);
 }
 
@@ -280,11 +309,9 @@ unsafe impl IoBufMut for Vec<u8> {
         self.as_mut_ptr()
     }
     unsafe fn set_init(&mut self, pos: usize) {
-        if self.len() < pos {
-            // SAFETY: the caller promises `pos` bytes are initialised, and a read never
-            // reports more than `bytes_total` = capacity.
-            unsafe { self.set_len(pos) };
-        }
+        // SAFETY: the caller promises `pos` bytes are initialised and within
+        // `bytes_total` = capacity.
+        unsafe { self.set_len(pos) };
     }
 }
 
@@ -374,11 +401,9 @@ mod bytes_impls {
             self.as_mut_ptr()
         }
         unsafe fn set_init(&mut self, pos: usize) {
-            if self.len() < pos {
-                // SAFETY: the caller promises `pos` bytes are initialised, and a read
-                // never reports more than `bytes_total` = capacity.
-                unsafe { self.set_len(pos) };
-            }
+            // SAFETY: the caller promises `pos` bytes are initialised and within
+            // `bytes_total` = capacity.
+            unsafe { self.set_len(pos) };
         }
     }
 }

@@ -63,8 +63,11 @@ unsafe impl<B: IoBufMut> IoBufMut for Slice<B> {
     }
     unsafe fn set_init(&mut self, pos: usize) {
         // The bytes before `begin` are initialised only as far as B already knew, so
-        // the mark moves only when the slice starts inside B's initialised part.
-        if self.buf.bytes_init() >= self.begin {
+        // the mark moves only when the slice starts inside B's initialised part; and
+        // only forwards: B's own `set_init` takes its argument as the new length, and
+        // bytes of B past this window must not be cut off.
+        let init = self.buf.bytes_init();
+        if init >= self.begin && init < self.begin + pos {
             // SAFETY: the caller promises `pos` bytes from `begin` are initialised, and
             // the bytes before `begin` are (checked just above).
             unsafe { self.buf.set_init(self.begin + pos) };

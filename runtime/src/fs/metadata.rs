@@ -86,6 +86,11 @@ impl Metadata {
         self.kind() == libc::S_IFLNK
     }
 
+    /// What kind of file this is.
+    pub fn file_type(&self) -> super::FileType {
+        super::FileType::from_mode(self.mode())
+    }
+
     /// The full `st_mode`: file type and permission bits.
     pub fn mode(&self) -> u32 {
         u32::from(self.stat.stx_mode)

@@ -48,6 +48,7 @@ mod dir;
 mod futures;
 mod metadata;
 mod open_options;
+mod read_dir;
 
 pub use dir::{
     create_dir, create_dir_all, hard_link, metadata, read, remove_dir, remove_file, rename,
@@ -59,6 +60,7 @@ pub use futures::{
 };
 pub use metadata::{DioAlignment, Metadata};
 pub use open_options::OpenOptions;
+pub use read_dir::{read_dir, DirEntry, FileType, ReadDir};
 
 /// An open file (or any fd that supports `read`/`write` at an offset: a pipe, an
 /// eventfd).
@@ -153,7 +155,9 @@ impl File {
     }
 
     /// Reads into `buf` from byte `pos` of the file; fills at most `buf.bytes_total()`
-    /// bytes and returns how many. `Ok(0)` means end of file.
+    /// bytes and returns how many, with the buffer's length set to that (see
+    /// [`buf`](crate::buf#what-a-read-does-to-the-buffers-length)). `Ok(0)` means end
+    /// of file.
     ///
     /// A [`FixedBuf`](crate::buf::FixedBuf) is read into with `IORING_OP_READ_FIXED`.
     /// On a file opened with [`OpenOptions::direct`], a misaligned offset, length or

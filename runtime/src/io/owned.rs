@@ -22,7 +22,9 @@ use crate::buf::{BufResult, IoBuf, IoBufMut};
 /// }
 /// ```
 pub trait AsyncReadOwned {
-    /// Reads into `buf` (up to its capacity); `Ok(0)` is the end of the stream.
+    /// Reads into `buf` (up to its capacity) and sets its length to the count read
+    /// (see [`buf`](crate::buf#what-a-read-does-to-the-buffers-length)); `Ok(0)` is
+    /// the end of the stream.
     fn read<B: IoBufMut>(&self, buf: B) -> impl Future<Output = BufResult<usize, B>>;
 
     /// Fills all of `buf`'s capacity; an end first is `UnexpectedEof`.

@@ -200,7 +200,9 @@ impl std::fmt::Debug for RecvStream<'_> {
 macro_rules! stream_io {
     () => {
         /// Reads into `buf` (up to its capacity, `bytes_total`); returns how many bytes
-        /// came. `Ok(0)` means the peer closed its side (or `buf` has no room).
+        /// came, and the buffer with its length set to that (see
+        /// [`buf`](crate::buf#what-a-read-does-to-the-buffers-length)). `Ok(0)` means
+        /// the peer closed its side (or `buf` has no room).
         #[inline]
         pub fn read<B: IoBufMut>(&self, buf: B) -> $crate::net::Read<'_, B> {
             $crate::net::Read::new(&self.socket, buf)

@@ -65,7 +65,8 @@ impl UdpSocket {
     }
 
     /// Receives one datagram into `buf` (up to its capacity; the rest of a longer one
-    /// is dropped); returns its length and sender.
+    /// is dropped); returns its length and sender, with the buffer's length set to the
+    /// datagram's (see [`buf`](crate::buf#what-a-read-does-to-the-buffers-length)).
     #[inline]
     pub fn recv_from<B: IoBufMut>(&self, buf: B) -> RecvFrom<'_, B> {
         RecvFrom::new(&self.socket, buf)

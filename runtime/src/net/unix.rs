@@ -205,7 +205,9 @@ impl UnixDatagram {
         SendTo::new(&self.socket, buf, SockAddr::from_unix_path(path.as_ref()))
     }
 
-    /// Receives one datagram into `buf`; returns its length and sender.
+    /// Receives one datagram into `buf`; returns its length and sender, with the
+    /// buffer's length set to the datagram's (see
+    /// [`buf`](crate::buf#what-a-read-does-to-the-buffers-length)).
     #[inline]
     pub fn recv_from<B: IoBufMut>(&self, buf: B) -> RecvFrom<'_, B, SocketAddr> {
         RecvFrom::new(&self.socket, buf)
