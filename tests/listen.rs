@@ -150,7 +150,9 @@ fn per_core_listeners_on_a_port_a_foreign_reuseport_socket_holds_are_addr_in_use
     // The foreign listener still has the port to itself: it takes the connection.
     foreign.set_nonblocking(false).unwrap();
     let _client = std::net::TcpStream::connect(addr).unwrap();
-    foreign.accept().expect("the foreign listener got the connection");
+    foreign
+        .accept()
+        .expect("the foreign listener got the connection");
 }
 
 #[test]
@@ -192,10 +194,16 @@ fn after_the_runtime_drops_its_listeners_the_port_is_free_again() {
     drop(plain);
     // Listeners never taken are closed with the last clone of their set.
     let untaken = TcpListener::bind_per_core(addr, 3).expect("the port is free again");
-    assert!(std::net::TcpListener::bind(addr).is_err(), "the set holds it");
+    assert!(
+        std::net::TcpListener::bind(addr).is_err(),
+        "the set holds it"
+    );
     let clone = untaken.clone();
     drop(untaken);
-    assert!(std::net::TcpListener::bind(addr).is_err(), "a clone holds it");
+    assert!(
+        std::net::TcpListener::bind(addr).is_err(),
+        "a clone holds it"
+    );
     drop(clone);
     std::net::TcpListener::bind(addr).expect("the port is free once the set is gone");
 }

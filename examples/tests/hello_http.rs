@@ -434,7 +434,10 @@ fn a_second_hello_on_the_port_of_a_running_one_fails_and_the_first_keeps_it() {
         &["--host", "127.0.0.1", "--port", &port],
         Duration::from_secs(1),
     );
-    assert!(!ok, "a second hello started on a taken port; stderr: {stderr}");
+    assert!(
+        !ok,
+        "a second hello started on a taken port; stderr: {stderr}"
+    );
     assert_says_in_use(&stderr, &port);
     // The first goes on answering on every connection.
     for _ in 0..8 {
