@@ -1,5 +1,5 @@
-//! A TCP echo server on every core: each core binds the same port
-//! (`SO_REUSEPORT`), takes connections from a multishot accept, and echoes what
+//! A TCP echo server on every core: each core has its own listener on one port
+//! (`TcpListener::bind_per_core`; a port another program holds is an error), takes connections from a multishot accept, and echoes what
 //! arrives from a multishot receive: the kernel fills the core's provided buffers and
 //! each one is written back as it is, with no copy. Ctrl-C stops it cleanly.
 //!
@@ -21,25 +21,31 @@ fn main() -> io::Result<()> {
         None => 7878,
     };
     let mut rt = runtime::Builder::new().build()?;
+    let cores = rt.handle().core_count();
+    let listeners = TcpListener::bind_per_core(("127.0.0.1", port), cores)?;
+    let plural = if cores == 1 { "core" } else { "cores" };
     println!(
-        "echoing on 127.0.0.1:{port} on {} cores; Ctrl-C stops",
-        rt.handle().core_count()
+        "echoing on {} on {cores} {plural}; Ctrl-C stops",
+        listeners.local_addr()
     );
-    let results = rt.run_on_all(move |_core| async move {
-        let listener = TcpListener::bind(("127.0.0.1", port))?;
-        let stop = runtime::signal::ctrl_c();
-        let accepting = runtime::spawn(async move {
-            let mut incoming = listener.incoming();
-            while let Some(stream) = poll_fn(|cx| Pin::new(&mut incoming).poll_next(cx)).await {
-                match stream {
-                    Ok(stream) => drop(runtime::spawn(echo(stream))),
-                    Err(e) => eprintln!("accept: {e}"),
+    let results = rt.run_on_all(move |core| {
+        let listener = listeners.take(core);
+        async move {
+            let listener = listener?;
+            let stop = runtime::signal::ctrl_c();
+            let accepting = runtime::spawn(async move {
+                let mut incoming = listener.incoming();
+                while let Some(stream) = poll_fn(|cx| Pin::new(&mut incoming).poll_next(cx)).await {
+                    match stream {
+                        Ok(stream) => drop(runtime::spawn(echo(stream))),
+                        Err(e) => eprintln!("accept: {e}"),
+                    }
                 }
-            }
-        });
-        stop.await?;
-        accepting.abort();
-        io::Result::Ok(())
+            });
+            stop.await?;
+            accepting.abort();
+            io::Result::Ok(())
+        }
     });
     results.into_iter().collect::<io::Result<Vec<()>>>()?;
     println!("stopped");

@@ -1,5 +1,6 @@
-//! A keep-alive HTTP/1.1 server on every core: each core listens on the same port
-//! (`SO_REUSEPORT`), accepts its share of the connections with a multishot accept, and
+//! A keep-alive HTTP/1.1 server on every core: each core has its own listener on one
+//! port (`TcpListener::bind_per_core`; a port another program holds is an error, not
+//! shared), accepts its share of the connections with a multishot accept, and
 //! answers every request with `Hello, world!`. Ctrl-C stops it cleanly.
 //!
 //! `cargo run --release --example hello [-- --port 8080 --host 127.0.0.1]`, then
@@ -30,12 +31,11 @@ use std::net::Shutdown;
 use std::pin::Pin;
 use std::process::ExitCode;
 use std::rc::Rc;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use futures_core::Stream;
 use runtime::buf::IoBuf;
-use runtime::net::{TcpListener, TcpStream};
+use runtime::net::{CoreListeners, TcpListener, TcpStream};
 use runtime::time::{timeout, timeout_at, Instant};
 
 use http::{Parsed, Status, MAX_HEAD};
@@ -76,20 +76,15 @@ fn run() -> io::Result<()> {
     };
     let mut rt = runtime::Builder::new().build()?;
     let cores = rt.handle().core_count();
+    // Bound here, before any core serves, so that a port already taken is reported
+    // at once; each core then takes its own listener on its own thread.
     let listeners = listen(&args.host, args.port, cores)?;
-    let addr = listeners[0].local_addr()?;
-    // Runtime sockets stay on the thread that made them: each core takes over its own.
-    let listeners = Mutex::new(listeners.into_iter().map(Some).collect::<Vec<_>>());
-    println!("listening on http://{addr}/ on {cores} cores; Ctrl-C stops");
+    let addr = listeners.local_addr();
+    let plural = if cores == 1 { "core" } else { "cores" };
+    println!("listening on http://{addr}/ on {cores} {plural}; Ctrl-C stops");
 
     let timeouts = args.timeouts;
-    let served = rt.run_on_all(move |core| {
-        let listener = listeners.lock().unwrap()[core]
-            .take()
-            .ok_or_else(|| io::Error::other("each core takes its listener once"))
-            .and_then(TcpListener::from_std);
-        serve(listener, timeouts)
-    });
+    let served = rt.run_on_all(move |core| serve(listeners.take(core), timeouts));
     let mut total = 0;
     for (core, served) in served.into_iter().enumerate() {
         let served = served.map_err(|e| io::Error::new(e.kind(), format!("core {core}: {e}")))?;
@@ -100,25 +95,22 @@ fn run() -> io::Result<()> {
     Ok(())
 }
 
-/// One listener per core, all on one port, bound here before any core serves so that
-/// a port already taken is reported at once. Port 0 picks one port for all of them.
-fn listen(host: &str, port: u16, cores: usize) -> io::Result<Vec<std::net::TcpListener>> {
-    let named = if host.contains(':') {
-        format!("[{host}]:{port}")
-    } else {
-        format!("{host}:{port}")
-    };
-    let failed = |at: &dyn std::fmt::Display, e: io::Error| {
-        io::Error::new(e.kind(), format!("could not listen on {at}: {e}"))
-    };
-    let first = TcpListener::bind((host, port)).map_err(|e| failed(&named, e))?;
-    let addr = first.local_addr()?;
-    let mut listeners = vec![first.into_std()];
-    for _ in 1..cores {
-        let listener = TcpListener::bind(addr).map_err(|e| failed(&addr, e))?;
-        listeners.push(listener.into_std());
-    }
-    Ok(listeners)
+/// One listener per core, all on one port that no other program holds (port 0 picks
+/// one for all of them).
+fn listen(host: &str, port: u16, cores: usize) -> io::Result<CoreListeners> {
+    TcpListener::bind_per_core((host, port), cores).map_err(|e| {
+        if e.kind() == io::ErrorKind::AddrInUse {
+            // The error names the address already.
+            io::Error::new(e.kind(), format!("could not listen: {e}"))
+        } else {
+            let named = if host.contains(':') {
+                format!("[{host}]:{port}")
+            } else {
+                format!("{host}:{port}")
+            };
+            io::Error::new(e.kind(), format!("could not listen on {named}: {e}"))
+        }
+    })
 }
 
 /// Serves on this core until Ctrl-C; returns how many requests it answered.

@@ -351,12 +351,16 @@ fn dropping_a_runtime_with_an_accept_pending_on_every_core_is_prompt_and_closes_
     let base = open_fds();
     let mut rt = Builder::new().cores(CORES).pin(false).build().unwrap();
     let addr = rt.block_on(within("every accept to be pending", async {
-        let (first, addr) = bound_listener();
+        // One listener per core and a spare for the multishot accept, on one port.
+        let shared = TcpListener::bind_per_core("127.0.0.1:0", CORES + 1).unwrap();
+        let addr = shared.local_addr();
+        let first = shared.take(CORES).unwrap();
         let mut pending = Vec::new();
         for core in 0..CORES {
             let (tx, rx) = runtime::channel::oneshot();
+            let shared = shared.clone();
             runtime::spawn_on(core, move || async move {
-                let listener = TcpListener::bind(addr).expect("SO_REUSEPORT shares the port");
+                let listener = shared.take(core).expect("each core takes its listener");
                 let (out, accept) = poll_once(Box::pin(listener.accept())).await;
                 assert!(out.is_none(), "nobody connects");
                 runtime::nop().await.unwrap();

@@ -422,9 +422,12 @@ fn socket_options_reach_the_kernel() {
 fn two_listeners_share_a_port_and_both_take_connections() {
     const CONNS: usize = 64;
     rt().block_on(within("the connections", async {
-        let first = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = first.local_addr().unwrap();
-        let second = TcpListener::bind(addr).expect("a second listener binds the same port");
+        // Two listeners on one port, both taken on this one core.
+        let shared = TcpListener::bind_per_core("127.0.0.1:0", 2).unwrap();
+        let addr = shared.local_addr();
+        let first = shared.take(0).unwrap();
+        let second = shared.take(1).unwrap();
+        assert_eq!(first.local_addr().unwrap(), addr);
         assert_eq!(second.local_addr().unwrap(), addr);
         let accepted = Rc::new([std::cell::Cell::new(0usize), std::cell::Cell::new(0)]);
         for (i, listener) in [first, second].into_iter().enumerate() {

@@ -401,7 +401,7 @@ fn run_to_exit(args: &[&str], bound: Duration) -> (bool, String) {
 
 #[test]
 fn a_port_already_taken_is_an_error_that_names_the_address() -> io::Result<()> {
-    // std's listener does not set SO_REUSEPORT, so no other socket may share its port.
+    // Another program's listener (std's, without SO_REUSEPORT).
     let taken = TcpListener::bind("127.0.0.1:0")?;
     let port = taken.local_addr()?.port().to_string();
     let (ok, stderr) = run_to_exit(
@@ -409,13 +409,42 @@ fn a_port_already_taken_is_an_error_that_names_the_address() -> io::Result<()> {
         Duration::from_secs(1),
     );
     assert!(!ok, "hello succeeded on a taken port; stderr: {stderr}");
+    assert_says_in_use(&stderr, &port);
+    Ok(())
+}
+
+/// Asserts hello's `stderr` is one line saying that 127.0.0.1:`port` is in use.
+fn assert_says_in_use(stderr: &str, port: &str) {
     let line = stderr.trim_end();
     assert!(
-        line.starts_with(&format!("error: could not listen on 127.0.0.1:{port}: "))
-            && line.to_lowercase().contains("in use"),
+        line.starts_with(&format!(
+            "error: could not listen: 127.0.0.1:{port}: address in use"
+        )) && !line.contains('\n'),
         "{line:?}"
     );
-    Ok(())
+}
+
+#[test]
+fn a_second_hello_on_the_port_of_a_running_one_fails_and_the_first_keeps_it() {
+    let first = Hello::start(&[]);
+    let port = first.addr.port().to_string();
+    // Its listeners share the port among themselves only: a second copy of the
+    // server does not silently take half of the connections.
+    let (ok, stderr) = run_to_exit(
+        &["--host", "127.0.0.1", "--port", &port],
+        Duration::from_secs(1),
+    );
+    assert!(
+        !ok,
+        "a second hello started on a taken port; stderr: {stderr}"
+    );
+    assert_says_in_use(&stderr, &port);
+    // The first goes on answering on every connection.
+    for _ in 0..8 {
+        let mut stream = first.connect();
+        stream.write_all(GET).unwrap();
+        expect(&mut stream, HELLO);
+    }
 }
 
 #[test]

@@ -16,19 +16,56 @@
 //!
 //! # Options
 //!
-//! Options are `name = value` pairs, separated by commas:
+//! Options are `name = value` pairs, separated by commas. Each value is an integer
+//! literal (unsuffixed, or with the suffix of its type), at least 1; each option may
+//! be given once. Both attributes take the same two:
 //!
-//! | option | value | builder call | when left out |
-//! |---|---|---|---|
-//! | `cores` | integer literal, at least 1 | `.cores(N)` | `main`: every core the process may run on; `test`: 1 |
+//! | option | value | builder call | `main` when left out | `test` when left out |
+//! |---|---|---|---|---|
+//! | `cores` | `usize` | `.cores(N)` | every core the process may run on | 1 |
+//! | `ring_entries` | `u32` | `.ring_entries(N)` | the builder's default (1024) | the builder's default (1024) |
 //!
-//! `#[runtime::test]` also calls `.pin(false)`: tests check behaviour, not placement,
-//! and run in parallel, so their core threads are left to the scheduler.
-//! | `ring_entries` | integer literal, at least 1, fits a `u32` | `.ring_entries(N)` | the builder's default |
+//! `#[runtime::test]` always calls `.pin(false)` as well (not an option): tests check
+//! behaviour, not placement, and run in parallel, so their core threads are left to
+//! the scheduler. `#[runtime::main]` pins (the builder's default) and says on
+//! standard error when it runs on the epoll backend and why.
 //!
 //! ```ignore
 //! #[runtime::main(cores = 2, ring_entries = 256)]
 //! async fn main() { /* ... */ }
+//! ```
+//!
+//! # Serving on every core
+//!
+//! The main future runs on core 0; one listener per core on one port comes from
+//! `TcpListener::bind_per_core`, and each core takes its own:
+//!
+//! ```ignore
+//! use runtime::net::TcpListener;
+//!
+//! #[runtime::main]
+//! async fn main() -> std::io::Result<()> {
+//!     let cores = runtime::core_count();
+//!     let listeners = TcpListener::bind_per_core("127.0.0.1:8080", cores)?;
+//!     let servers: Vec<_> = (0..cores)
+//!         .map(|core| {
+//!             let listeners = listeners.clone();
+//!             runtime::spawn_on(core, move || async move {
+//!                 let listener = listeners.take(core)?;
+//!                 loop {
+//!                     let (stream, _peer) = listener.accept().await?;
+//!                     runtime::spawn(async move { drop(stream) });
+//!                 }
+//!                 #[allow(unreachable_code)]
+//!                 Ok::<(), std::io::Error>(())
+//!             })
+//!         })
+//!         .collect();
+//!     for server in servers {
+//!         server.await.expect("the server task")?;
+//!     }
+//!     Ok(())
+//! }
 //! ```
 //!
 //! # Errors at compile time

@@ -5,36 +5,42 @@
 //! future never frees memory the kernel may still write, and a dropped accept or
 //! connect whose connection arrives anyway closes it.
 //!
-//! Listeners set `SO_REUSEPORT` (and `SO_REUSEADDR`), so every core may bind the same
-//! port and the kernel spreads connections over them:
+//! A listener shares its port with nobody ([`TcpListener::bind`], as in the standard
+//! library). To serve one port on every core, [`TcpListener::bind_per_core`] makes
+//! one listener per core, sharing the port among themselves only (`SO_REUSEPORT`),
+//! and the kernel spreads connections over them:
 //!
 //! ```no_run
 //! use runtime::net::TcpListener;
 //!
 //! let mut rt = runtime::Builder::new().build()?;
-//! rt.run_on_all(|_core| async {
-//!     let listener = TcpListener::bind("127.0.0.1:8080")?;
-//!     loop {
-//!         let (stream, _peer) = listener.accept().await?;
-//!         runtime::spawn(async move {
-//!             let mut buf = Vec::with_capacity(4096);
-//!             loop {
-//!                 let (n, b) = stream.read(buf).await;
-//!                 match n {
-//!                     Ok(0) | Err(_) => break,
-//!                     Ok(_) => {}
+//! let listeners = TcpListener::bind_per_core("127.0.0.1:8080", rt.handle().core_count())?;
+//! rt.run_on_all(move |core| {
+//!     let listener = listeners.take(core);
+//!     async move {
+//!         let listener = listener?;
+//!         loop {
+//!             let (stream, _peer) = listener.accept().await?;
+//!             runtime::spawn(async move {
+//!                 let mut buf = Vec::with_capacity(4096);
+//!                 loop {
+//!                     let (n, b) = stream.read(buf).await;
+//!                     match n {
+//!                         Ok(0) | Err(_) => break,
+//!                         Ok(_) => {}
+//!                     }
+//!                     let (written, mut b) = stream.write_all(b).await;
+//!                     if written.is_err() {
+//!                         break;
+//!                     }
+//!                     b.clear();
+//!                     buf = b;
 //!                 }
-//!                 let (written, mut b) = stream.write_all(b).await;
-//!                 if written.is_err() {
-//!                     break;
-//!                 }
-//!                 b.clear();
-//!                 buf = b;
-//!             }
-//!         });
+//!             });
+//!         }
+//!         #[allow(unreachable_code)]
+//!         Ok::<(), std::io::Error>(())
 //!     }
-//!     #[allow(unreachable_code)]
-//!     Ok::<(), std::io::Error>(())
 //! });
 //! # Ok::<(), std::io::Error>(())
 //! ```
@@ -78,7 +84,7 @@ pub use futures::{
     Accept, Read, ReadExact, ReadVectored, RecvFrom, SendTo, SendZc, ShutdownFuture, Write,
     WriteAll, WriteVectored,
 };
-pub use tcp::{TcpListener, TcpSocket, TcpStream};
+pub use tcp::{CoreListeners, TcpListener, TcpSocket, TcpStream};
 pub use udp::UdpSocket;
 pub use unix::{UnixDatagram, UnixListener, UnixStream};
 
@@ -110,6 +116,21 @@ fn each_addr<T>(
         }
     }
     Err(last.expect("resolve returns at least one address"))
+}
+
+/// `e`, or for an address in use, an [`io::ErrorKind::AddrInUse`] error that says
+/// which address and why.
+fn in_use(addr: &dyn std::fmt::Display, e: io::Error) -> io::Error {
+    if e.raw_os_error() != Some(libc::EADDRINUSE) {
+        return e;
+    }
+    io::Error::new(
+        io::ErrorKind::AddrInUse,
+        format!(
+            "{addr}: address in use; another program listens there, or another \
+             listener of this one"
+        ),
+    )
 }
 
 fn domain_of(addr: &SocketAddr) -> i32 {

@@ -16,6 +16,21 @@ use super::{
 /// Backlog of [`UnixListener::bind`].
 const BACKLOG: i32 = 1024;
 
+/// `e`, or for a path in use, an [`io::ErrorKind::AddrInUse`] error that names it.
+fn path_in_use(path: &Path, e: io::Error) -> io::Error {
+    if e.raw_os_error() != Some(libc::EADDRINUSE) {
+        return e;
+    }
+    io::Error::new(
+        io::ErrorKind::AddrInUse,
+        format!(
+            "{}: address in use; a socket is bound there, or its file was left behind \
+             (remove it if no program listens)",
+            path.display()
+        ),
+    )
+}
+
 /// A Unix stream socket listening for connections.
 pub struct UnixListener {
     socket: Socket,
@@ -24,10 +39,15 @@ pub struct UnixListener {
 impl UnixListener {
     /// Binds to `path` (a leading NUL byte names an abstract socket) and listens. The
     /// file is not removed when the listener is dropped.
+    ///
+    /// A path that exists already (a socket file left behind, or one a program
+    /// listens on) is an [`io::ErrorKind::AddrInUse`] error that names it: the file
+    /// is never removed to make room.
     pub fn bind(path: impl AsRef<Path>) -> io::Result<UnixListener> {
-        let addr = SockAddr::from_unix_path(path.as_ref())?;
+        let path = path.as_ref();
+        let addr = SockAddr::from_unix_path(path)?;
         let socket = Socket::new_sync(libc::AF_UNIX, libc::SOCK_STREAM)?;
-        socket.bind(&addr)?;
+        socket.bind(&addr).map_err(|e| path_in_use(path, e))?;
         socket.listen(BACKLOG)?;
         Ok(UnixListener { socket })
     }
@@ -145,11 +165,13 @@ pub struct UnixDatagram {
 }
 
 impl UnixDatagram {
-    /// Binds to `path` (a leading NUL byte names an abstract socket).
+    /// Binds to `path` (a leading NUL byte names an abstract socket). A path that
+    /// exists already is an [`io::ErrorKind::AddrInUse`] error that names it.
     pub fn bind(path: impl AsRef<Path>) -> io::Result<UnixDatagram> {
-        let addr = SockAddr::from_unix_path(path.as_ref())?;
+        let path = path.as_ref();
+        let addr = SockAddr::from_unix_path(path)?;
         let socket = Socket::new_sync(libc::AF_UNIX, libc::SOCK_DGRAM)?;
-        socket.bind(&addr)?;
+        socket.bind(&addr).map_err(|e| path_in_use(path, e))?;
         Ok(UnixDatagram { socket })
     }
 

@@ -529,8 +529,12 @@ impl Runtime {
     ///     let mut rt = runtime::Builder::new().build()?;
     ///     rt.block_on(async {
     ///         // One listener per core, on one port.
+    ///         let listeners = TcpListener::bind_per_core("0.0.0.0:8080", runtime::core_count())?;
     ///         let accept_loops: Vec<_> = (0..runtime::core_count())
-    ///             .map(|core| runtime::spawn_on(core, accept_loop))
+    ///             .map(|core| {
+    ///                 let listeners = listeners.clone();
+    ///                 runtime::spawn_on(core, move || accept_loop(listeners.take(core)))
+    ///             })
     ///             .collect();
     ///         runtime::signal::ctrl_c().await?;
     ///         // Stop accepting: each loop's listener is dropped, its socket closed.
@@ -544,8 +548,8 @@ impl Runtime {
     ///     Ok(())
     /// }
     ///
-    /// async fn accept_loop() {
-    ///     let listener = TcpListener::bind("0.0.0.0:8080").expect("bind");
+    /// async fn accept_loop(listener: std::io::Result<TcpListener>) {
+    ///     let listener = listener.expect("this core's listener");
     ///     loop {
     ///         match listener.accept().await {
     ///             Ok((stream, _)) => drop(runtime::spawn(serve(stream))),
