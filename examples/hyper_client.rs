@@ -82,16 +82,10 @@ async fn run_one(uri: &Uri, requests: u64, h2: bool) -> io::Result<()> {
             .handshake(io)
             .await
             .map_err(io::Error::other)?;
-        (
-            Sender::H2(sender),
-            runtime::spawn(async move { conn.await }),
-        )
+        (Sender::H2(sender), runtime::spawn(conn))
     } else {
         let (sender, conn) = http1::handshake(io).await.map_err(io::Error::other)?;
-        (
-            Sender::H1(sender),
-            runtime::spawn(async move { conn.await }),
-        )
+        (Sender::H1(sender), runtime::spawn(conn))
     };
 
     let start = Instant::now();

@@ -69,14 +69,10 @@ async fn serve(stream: TcpStream, proto: Proto) -> Result<(), hyper::Error> {
 /// A listener on this core whose accept loop serves every connection with `proto`;
 /// the counter says how many connections it accepted, the receiver gets the end of
 /// each connection.
-fn server(
-    proto: Proto,
-) -> (
-    SocketAddr,
-    Rc<Cell<usize>>,
-    runtime::channel::mpsc::Receiver<Result<(), hyper::Error>>,
-    runtime::JoinHandle<()>,
-) {
+/// The end of each served connection.
+type Ends = runtime::channel::mpsc::Receiver<Result<(), hyper::Error>>;
+
+fn server(proto: Proto) -> (SocketAddr, Rc<Cell<usize>>, Ends, runtime::JoinHandle<()>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     let accepted = Rc::new(Cell::new(0));
