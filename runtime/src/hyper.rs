@@ -5,7 +5,7 @@
 //! # I/O: `hyper::rt::Read` and `hyper::rt::Write` for `Compat<T>`
 //!
 //! `Compat<TcpStream>` (and `Compat<UnixStream>`) is hyper's connection type: no
-//! `TokioIo`, no second adapter. The traits are implemented for [`Compat`], not for
+//! `TokioIo`, no second adapter. The traits are implemented for [`Compat`](crate::io::Compat), not for
 //! the streams, because a poll-based read lends a buffer for one poll only while the
 //! kernel writes into a buffer until its completion, which may come after the caller
 //! has gone. The buffer must live across polls, outside the caller's hands; `Compat`
