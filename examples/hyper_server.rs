@@ -1,14 +1,19 @@
-//! hyper's HTTP/1.1 server on every core, over `runtime::io::Compat`: each core binds
-//! the same port (`SO_REUSEPORT`), accepts its share of the connections, and serves
-//! each with `hyper::server::conn::http1` in a task of its own. Every request gets
-//! `Hello, world!`. Ctrl-C stops it and prints how many requests each core answered.
+//! hyper's HTTP/1.1 and HTTP/2 server on every core, on the runtime's native hyper
+//! traits (feature `hyper`): each core binds the same port (`SO_REUSEPORT`), accepts
+//! its share of the connections, and serves each in a task of its own with hyper-util's
+//! `auto` connection, which reads the first bytes and speaks HTTP/2 to a client that
+//! opens with the HTTP/2 preface (h2c with prior knowledge), HTTP/1.1 to any other.
+//! Every request gets `Hello, world!`. Ctrl-C stops it and prints how many requests
+//! each core answered.
 //!
 //! `cargo run --release --example hyper_server [-- --port 8080 --host 127.0.0.1 --cores N]`,
-//! then `curl http://127.0.0.1:8080/`, `wrk http://127.0.0.1:8080/` or
+//! then `curl http://127.0.0.1:8080/`, `curl --http2-prior-knowledge http://127.0.0.1:8080/`,
+//! `wrk http://127.0.0.1:8080/`, `h2load -n 10000 -m 100 http://127.0.0.1:8080/` or
 //! `cargo run --release --example hyper_client`.
 //!
-//! `Compat` turns the runtime's owned-buffer stream into tokio's `AsyncRead` and
-//! `AsyncWrite`; hyper-util's `TokioIo` turns those into hyper's own I/O traits.
+//! The connection is a `runtime::io::Compat<TcpStream>`, which implements
+//! `hyper::rt::Read` and `Write` itself; HTTP/2's streams run on this core through
+//! `runtime::hyper::LocalExecutor`, and hyper's timeouts on `runtime::hyper::CoreTimer`.
 
 use std::cell::Cell;
 use std::convert::Infallible;
@@ -19,10 +24,10 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response};
-use hyper_util::rt::TokioIo;
+use hyper_util::server::conn::auto;
+use runtime::hyper::{CoreTimer, LocalExecutor};
 use runtime::io::Compat;
 use runtime::net::{TcpListener, TcpStream};
 
@@ -49,19 +54,7 @@ fn main() -> io::Result<()> {
         rt.handle().core_count()
     );
 
-    let served = rt.run_on_all(move |core| {
-        let listener = if core == 0 {
-            first
-                .lock()
-                .unwrap()
-                .take()
-                .ok_or_else(|| io::Error::other("core 0 runs once"))
-                .and_then(TcpListener::from_std)
-        } else {
-            TcpListener::bind(addr)
-        };
-        serve(listener)
-    });
+    let served = rt.run_on_all(move |core| serve(listener_for(core, &first, addr)));
     let mut total = 0;
     for (core, served) in served.into_iter().enumerate() {
         let served = served?;
@@ -70,6 +63,25 @@ fn main() -> io::Result<()> {
     }
     println!("stopped after {total} requests");
     Ok(())
+}
+
+/// This core's listener on `addr`: core 0 takes over the one `main` bound, the others
+/// bind the same port.
+fn listener_for(
+    core: usize,
+    first: &Mutex<Option<std::net::TcpListener>>,
+    addr: std::net::SocketAddr,
+) -> io::Result<TcpListener> {
+    if core == 0 {
+        first
+            .lock()
+            .unwrap()
+            .take()
+            .ok_or_else(|| io::Error::other("core 0 runs once"))
+            .and_then(TcpListener::from_std)
+    } else {
+        TcpListener::bind(addr)
+    }
 }
 
 /// Serves on this core until Ctrl-C; returns how many requests it answered.
@@ -108,10 +120,12 @@ async fn connection(stream: TcpStream, served: Rc<Cell<u64>>) {
         served.set(served.get() + 1);
         hello(request)
     });
-    let io = TokioIo::new(Compat::new(stream));
+    let mut builder = auto::Builder::new(LocalExecutor::new());
+    builder.http1().timer(CoreTimer::new());
+    builder.http2().timer(CoreTimer::new());
     // A connection's error (a reset peer, a malformed request) ends only it.
-    if let Err(e) = http1::Builder::new().serve_connection(io, service).await {
-        if !peer_went_away(&e) {
+    if let Err(e) = builder.serve_connection(Compat::new(stream), service).await {
+        if !peer_went_away(&*e) {
             eprintln!("connection: {e}");
         }
     }
@@ -119,15 +133,28 @@ async fn connection(stream: TcpStream, served: Rc<Cell<u64>>) {
 
 /// Whether `e` only says the peer closed or reset the connection: not worth a line.
 /// (Shutting down a socket the peer has reset fails with `ENOTCONN`.)
-fn peer_went_away(e: &hyper::Error) -> bool {
-    let io_kind = std::error::Error::source(e)
-        .and_then(|source| source.downcast_ref::<io::Error>())
-        .map(io::Error::kind);
-    e.is_incomplete_message()
-        || matches!(
-            io_kind,
-            Some(io::ErrorKind::NotConnected | io::ErrorKind::ConnectionReset)
-        )
+fn peer_went_away(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source = Some(e);
+    while let Some(e) = source {
+        if let Some(e) = e.downcast_ref::<hyper::Error>() {
+            if e.is_incomplete_message() {
+                return true;
+            }
+        }
+        if let Some(e) = e.downcast_ref::<io::Error>() {
+            if matches!(
+                e.kind(),
+                io::ErrorKind::NotConnected
+                    | io::ErrorKind::ConnectionReset
+                    | io::ErrorKind::BrokenPipe
+                    | io::ErrorKind::UnexpectedEof
+            ) {
+                return true;
+            }
+        }
+        source = e.source();
+    }
+    false
 }
 
 async fn hello(_request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {

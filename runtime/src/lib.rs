@@ -32,12 +32,17 @@ use std::task::{Context, Poll};
 pub mod buf;
 pub mod channel;
 // Without either trait feature nothing calls the poll functions yet.
-#[cfg_attr(not(any(feature = "futures-io", feature = "tokio")), allow(dead_code))]
+#[cfg_attr(
+    not(any(feature = "futures-io", feature = "tokio", feature = "hyper")),
+    allow(dead_code)
+)]
 mod compat;
 mod coop;
 mod driver;
 mod executor;
 pub mod fs;
+#[cfg(feature = "hyper")]
+pub mod hyper;
 pub mod io;
 pub mod net;
 mod runtime;

@@ -2,8 +2,9 @@
 //!
 //! - `hyper-ours`: `runtime` on one core (`Builder::new().cores(1)`), connections
 //!   from the listener's multishot accept, each served by
-//!   `http1::Builder::serve_connection` over `TokioIo<Compat<TcpStream>>` in a task
-//!   spawned with `runtime::spawn`;
+//!   `http1::Builder::serve_connection` over `Compat<TcpStream>` (hyper's own I/O
+//!   traits, feature `hyper`: one adapter, no `TokioIo`) in a task spawned with
+//!   `runtime::spawn`;
 //! - `hyper-tokio-ct`: tokio's current-thread runtime with a `LocalSet`,
 //!   `tokio::net` sockets, `TokioIo<TcpStream>`, a task per connection spawned with
 //!   `spawn_local`.
@@ -47,7 +48,7 @@ pub fn serve_ours(protocol: Protocol, addr: SocketAddr, listening: &dyn Fn()) ->
         while let Some(stream) = poll_fn(|cx| incoming.as_mut().poll_next(cx)).await {
             let stream = stream?;
             stream.set_nodelay(true)?;
-            runtime::spawn(connection(TokioIo::new(Compat::new(stream))));
+            runtime::spawn(connection(Compat::new(stream)));
         }
         Err(io::Error::other("the listener's accept stream ended"))
     })

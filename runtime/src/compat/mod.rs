@@ -525,3 +525,59 @@ mod tokio_impls {
         }
     }
 }
+
+/// hyper's own I/O traits: why they are implemented here, on `Compat`, is told in
+/// [`crate::hyper`].
+#[cfg(feature = "hyper")]
+mod hyper_impls {
+    use super::*;
+
+    impl<T: CompatIo> ::hyper::rt::Read for Compat<T> {
+        fn poll_read(
+            self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            mut buf: ::hyper::rt::ReadBufCursor<'_>,
+        ) -> Poll<io::Result<()>> {
+            if buf.remaining() == 0 {
+                return Poll::Ready(Ok(()));
+            }
+            let this = self.get_mut();
+            let data = ready!(this.poll_fill(cx))?;
+            let n = data.len().min(buf.remaining());
+            buf.put_slice(&data[..n]);
+            this.take(n);
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    impl<T: CompatIo> ::hyper::rt::Write for Compat<T> {
+        fn poll_write(
+            self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            self.get_mut().poll_write_from(cx, std::iter::once(buf))
+        }
+
+        fn poll_write_vectored(
+            self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            bufs: &[io::IoSlice<'_>],
+        ) -> Poll<io::Result<usize>> {
+            self.get_mut()
+                .poll_write_from(cx, bufs.iter().map(|b| &**b))
+        }
+
+        fn is_write_vectored(&self) -> bool {
+            true
+        }
+
+        fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            self.get_mut().poll_drain(cx)
+        }
+
+        fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            self.get_mut().poll_close_inner(cx)
+        }
+    }
+}
