@@ -1,5 +1,6 @@
 //! hyper's HTTP/1.1 and HTTP/2 server on every core, on the runtime's native hyper
-//! traits (feature `hyper`): each core binds the same port (`SO_REUSEPORT`), accepts
+//! traits (feature `hyper`): every core listens on one port
+//! (`TcpListener::bind_per_core`; a port another program holds is an error), accepts
 //! its share of the connections, and serves each in a task of its own with hyper-util's
 //! `auto` connection, which reads the first bytes and speaks HTTP/2 to a client that
 //! opens with the HTTP/2 preface (h2c with prior knowledge), HTTP/1.1 to any other.
@@ -19,7 +20,6 @@ use std::cell::Cell;
 use std::convert::Infallible;
 use std::io;
 use std::rc::Rc;
-use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -44,17 +44,17 @@ fn main() -> io::Result<()> {
         builder = builder.cores(cores);
     }
     let mut rt = builder.build()?;
-    // Bound here so that port 0 picks one port for every core; core 0 takes it over
-    // (as a standard socket: runtime sockets stay on the thread that made them).
-    let first = TcpListener::bind((args.host.as_str(), args.port))?;
-    let addr = first.local_addr()?;
-    let first = Arc::new(Mutex::new(Some(first.into_std())));
+    // One call for every core: port 0 picks one port they all share.
+    let listeners =
+        TcpListener::bind_per_core((args.host.as_str(), args.port), rt.handle().core_count())?;
+    let addr = listeners.local_addr();
+    let cores = rt.handle().core_count();
     println!(
-        "listening on http://{addr}/ on {} cores; Ctrl-C stops",
-        rt.handle().core_count()
+        "listening on http://{addr}/ on {cores} core{}; Ctrl-C stops",
+        if cores == 1 { "" } else { "s" }
     );
 
-    let served = rt.run_on_all(move |core| serve(listener_for(core, &first, addr)));
+    let served = rt.run_on_all(move |core| serve(listeners.take(core)));
     let mut total = 0;
     for (core, served) in served.into_iter().enumerate() {
         let served = served?;
@@ -63,25 +63,6 @@ fn main() -> io::Result<()> {
     }
     println!("stopped after {total} requests");
     Ok(())
-}
-
-/// This core's listener on `addr`: core 0 takes over the one `main` bound, the others
-/// bind the same port.
-fn listener_for(
-    core: usize,
-    first: &Mutex<Option<std::net::TcpListener>>,
-    addr: std::net::SocketAddr,
-) -> io::Result<TcpListener> {
-    if core == 0 {
-        first
-            .lock()
-            .unwrap()
-            .take()
-            .ok_or_else(|| io::Error::other("core 0 runs once"))
-            .and_then(TcpListener::from_std)
-    } else {
-        TcpListener::bind(addr)
-    }
 }
 
 /// Serves on this core until Ctrl-C; returns how many requests it answered.
