@@ -92,9 +92,7 @@ fn tls_config() -> io::Result<rustls::ServerConfig> {
     let certified = rcgen::generate_simple_self_signed(names)
         .map_err(|e| io::Error::other(format!("making a certificate: {e}")))?;
     let cert: CertificateDer<'static> = certified.cert.der().clone();
-    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(
-        certified.key_pair.serialize_der(),
-    ));
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(certified.key_pair.serialize_der()));
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
