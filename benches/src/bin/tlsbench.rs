@@ -31,7 +31,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::Incoming;
 use hyper::{Request, Response};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::WebPkiSupportedAlgorithms;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
@@ -332,7 +332,8 @@ fn example_path(name: &str) -> io::Result<PathBuf> {
 
 /// The same stack as `https_server` on tokio's current-thread runtime: a new
 /// self-signed certificate, ALPN `h2` and `http/1.1` (the bench asks for HTTP/1.1),
-/// hyper's HTTP/1.1 with keep-alive.
+/// hyper's HTTP/1.1 with keep-alive and a timer (for its header-read timeout, as
+/// `https_server` has), the same response.
 fn serve_tokio() -> io::Result<()> {
     let certified =
         rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])
@@ -362,11 +363,15 @@ fn serve_tokio() -> io::Result<()> {
             let acceptor = acceptor.clone();
             tokio::task::spawn_local(async move {
                 let _ = stream.set_nodelay(true);
-                let Ok(tls) = acceptor.accept(stream).await else {
+                // The handshake bound `https_server` has too.
+                let handshake = acceptor.accept(stream);
+                let Ok(Ok(tls)) = tokio::time::timeout(Duration::from_secs(10), handshake).await
+                else {
                     return;
                 };
                 let service = hyper::service::service_fn(hello);
                 let _ = hyper::server::conn::http1::Builder::new()
+                    .timer(TokioTimer::new())
                     .keep_alive(true)
                     .serve_connection(TokioIo::new(tls), service)
                     .await;
@@ -376,7 +381,10 @@ fn serve_tokio() -> io::Result<()> {
 }
 
 async fn hello(_request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
-    Ok(Response::new(Full::new(Bytes::from_static(
-        b"hello over HTTP/1.1\n",
-    ))))
+    let mut response = Response::new(Full::new(Bytes::from_static(b"hello over HTTP/1.1\n")));
+    response.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("text/plain"),
+    );
+    Ok(response)
 }
