@@ -222,6 +222,10 @@ fn parse_args() -> io::Result<Args> {
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
+        if arg == "--help" || arg == "-h" {
+            println!("{USAGE}");
+            std::process::exit(0);
+        }
         let value = args.next();
         match (arg.as_str(), value) {
             ("--port", Some(v)) => {
