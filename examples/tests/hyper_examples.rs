@@ -6,42 +6,17 @@
 //! The binaries are found as `hello_http` finds `hello`: `cargo test -p examples`
 //! builds them into `examples/` of the profile's directory, beside this test's `deps/`.
 
+#[path = "support/example_bin.rs"]
+mod example_bin;
+
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+
+use example_bin::example;
 use std::sync::mpsc;
 use std::time::Duration;
 
 const BOUND: Duration = Duration::from_secs(20);
-
-fn example(name: &str) -> PathBuf {
-    let me = std::env::current_exe().expect("the test's own path");
-    let exe = me
-        .parent()
-        .and_then(Path::parent)
-        .expect("the test runs from target/<profile>/deps")
-        .join("examples")
-        .join(name);
-    let built = exe
-        .metadata()
-        .and_then(|m| m.modified())
-        .unwrap_or_else(|e| {
-            panic!(
-                "{}: {e}; `cargo test -p examples` builds it (`cargo build --example {name}` too)",
-                exe.display()
-            )
-        });
-    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("{name}.rs"));
-    assert!(
-        source
-            .metadata()
-            .and_then(|m| m.modified())
-            .is_ok_and(|changed| changed <= built),
-        "{} is older than its source: `cargo build --example {name}`",
-        exe.display()
-    );
-    exe
-}
 
 /// The running server, killed when dropped.
 struct Server(Child);
