@@ -124,11 +124,14 @@ fn a_waker_woken_on_another_core_goes_home_by_msg_ring_unless_built_without() {
         });
         let stats = handle.stats();
         let what = format!("msg_ring {msg_ring}: {stats:#?}");
-        // Core 0 woke core 1 at least once a round (the job, the wake), core 1 woke
-        // core 0 at least once a round (ready, the join).
-        for core in &stats {
+        // Core 0 woke core 1 at least once a round: the job always goes as a message,
+        // and the signal wakes a task that said it was waiting. Core 1's wakes of
+        // core 0 (ready, the join) are needed only when core 0 got to wait first,
+        // which is a race it may lose every time the other way: at least one in all.
+        for (index, core) in stats.iter().enumerate() {
             let woke = core.msg_ring_wakes_sent + core.eventfd_wakes_sent;
-            assert!(woke >= ROUNDS as u64, "{what}");
+            let least = if index == 0 { ROUNDS as u64 } else { 1 };
+            assert!(woke >= least, "core {index}: {what}");
             if msg_ring && kernel_has_msg_ring {
                 assert_eq!(core.eventfd_wakes_sent, 0, "{what}");
                 assert_eq!(core.eventfd_wakes_received, 0, "{what}");
