@@ -1,7 +1,8 @@
 //! A TCP echo server on every core: each core has its own listener on one port
-//! (`TcpListener::bind_per_core`; a port another program holds is an error), takes connections from a multishot accept, and echoes what
-//! arrives from a multishot receive: the kernel fills the core's provided buffers and
-//! each one is written back as it is, with no copy. Ctrl-C stops it cleanly.
+//! (`TcpListener::bind_per_core`; a port another program holds is an error), takes
+//! connections from a multishot accept, and echoes what arrives from a multishot
+//! receive: the kernel fills the core's provided buffers and each one is written back
+//! as it is, with no copy. Ctrl-C stops it cleanly.
 //!
 //! `cargo run --release --example echo [-- PORT]` (default 7878), then e.g.
 //! `echo hi | nc 127.0.0.1 7878`.

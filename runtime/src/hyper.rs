@@ -132,11 +132,7 @@ impl CoreTimer {
 
 impl ::hyper::rt::Timer for CoreTimer {
     fn sleep(&self, duration: Duration) -> Pin<Box<dyn ::hyper::rt::Sleep>> {
-        Box::pin(CoreSleep::new(
-            Instant::now()
-                .checked_add(duration)
-                .unwrap_or_else(far_future),
-        ))
+        Box::pin(CoreSleep::new(crate::time::deadline_after(duration)))
     }
 
     fn sleep_until(&self, deadline: Instant) -> Pin<Box<dyn ::hyper::rt::Sleep>> {
@@ -149,11 +145,6 @@ impl ::hyper::rt::Timer for CoreTimer {
             None => *sleep = self.sleep_until(new_deadline),
         }
     }
-}
-
-/// About 30 years from now: what a sleep too long to represent waits until.
-fn far_future() -> Instant {
-    Instant::now() + Duration::from_secs(86400 * 365 * 30)
 }
 
 /// A sleep for hyper: `Send + Sync`, as `hyper::rt::Sleep` requires, on timers that

@@ -15,6 +15,7 @@ use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use futures_core::Stream;
@@ -59,7 +60,7 @@ pub async fn read_dir(path: impl AsRef<Path>) -> io::Result<ReadDir> {
         .await?;
     Ok(ReadDir {
         dir,
-        path: path.to_path_buf(),
+        path: Arc::from(path),
         buf: Vec::new(),
         at: 0,
         ended: false,
@@ -70,7 +71,8 @@ pub async fn read_dir(path: impl AsRef<Path>) -> io::Result<ReadDir> {
 /// `io::Result<DirEntry>`, ending after the last entry or the first error.
 pub struct ReadDir {
     dir: File,
-    path: PathBuf,
+    /// The directory's path as given, shared by its entries.
+    path: Arc<Path>,
     /// The last batch `getdents64` returned (its length is what it filled), and where
     /// the next entry starts in it.
     buf: Vec<u8>,
@@ -109,7 +111,7 @@ impl ReadDir {
             }
             let name = OsStr::from_bytes(name);
             return Some(DirEntry {
-                path: self.path.join(name),
+                dir: self.path.clone(),
                 name: name.to_os_string(),
                 ino,
                 kind,
@@ -178,7 +180,8 @@ impl fmt::Debug for ReadDir {
 /// One entry of a directory, from [`ReadDir`].
 #[derive(Debug, Clone)]
 pub struct DirEntry {
-    path: PathBuf,
+    /// The path of the directory it was listed from.
+    dir: Arc<Path>,
     name: OsString,
     ino: u64,
     /// `d_type` of the entry (`DT_UNKNOWN` where the file system does not say).
@@ -188,7 +191,7 @@ pub struct DirEntry {
 impl DirEntry {
     /// The directory's path joined with the entry's name.
     pub fn path(&self) -> PathBuf {
-        self.path.clone()
+        self.dir.join(&self.name)
     }
 
     /// The entry's name, without the directory.
@@ -214,7 +217,7 @@ impl DirEntry {
     /// The entry's metadata, without following a symbolic link (`statx(2)` of the
     /// path, through the ring where it can be).
     pub async fn metadata(&self) -> io::Result<Metadata> {
-        super::symlink_metadata(&self.path).await
+        super::symlink_metadata(self.path()).await
     }
 }
 

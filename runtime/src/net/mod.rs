@@ -118,18 +118,25 @@ fn each_addr<T>(
     Err(last.expect("resolve returns at least one address"))
 }
 
-/// `e`, or for an address in use, an [`io::ErrorKind::AddrInUse`] error that says
+/// `e`, or for a TCP address in use, an [`io::ErrorKind::AddrInUse`] error that says
 /// which address and why.
-fn in_use(addr: &dyn std::fmt::Display, e: io::Error) -> io::Error {
+fn in_use(addr: &SocketAddr, e: io::Error) -> io::Error {
+    in_use_because(
+        addr,
+        "another program listens there, or another listener of this one",
+        e,
+    )
+}
+
+/// `e`, or for an address in use (`EADDRINUSE`), an [`io::ErrorKind::AddrInUse`]
+/// error naming `what` with `hint`.
+fn in_use_because(what: &dyn std::fmt::Display, hint: &str, e: io::Error) -> io::Error {
     if e.raw_os_error() != Some(libc::EADDRINUSE) {
         return e;
     }
     io::Error::new(
         io::ErrorKind::AddrInUse,
-        format!(
-            "{addr}: address in use; another program listens there, or another \
-             listener of this one"
-        ),
+        format!("{what}: address in use; {hint}"),
     )
 }
 

@@ -18,16 +18,11 @@ const BACKLOG: i32 = 1024;
 
 /// `e`, or for a path in use, an [`io::ErrorKind::AddrInUse`] error that names it.
 fn path_in_use(path: &Path, e: io::Error) -> io::Error {
-    if e.raw_os_error() != Some(libc::EADDRINUSE) {
-        return e;
-    }
-    io::Error::new(
-        io::ErrorKind::AddrInUse,
-        format!(
-            "{}: address in use; a socket is bound there, or its file was left behind \
-             (remove it if no program listens)",
-            path.display()
-        ),
+    super::in_use_because(
+        &path.display(),
+        "a socket is bound there, or its file was left behind (remove it if no program \
+         listens)",
+        e,
     )
 }
 

@@ -30,11 +30,7 @@ pub use interval::{interval, interval_at, Interval, MissedTickBehavior};
 /// # });
 /// ```
 pub fn sleep(duration: Duration) -> Sleep {
-    sleep_until(
-        Instant::now()
-            .checked_add(duration)
-            .unwrap_or_else(far_future),
-    )
+    sleep_until(deadline_after(duration))
 }
 
 /// Waits until `deadline`.
@@ -45,9 +41,12 @@ pub fn sleep_until(deadline: Instant) -> Sleep {
     }
 }
 
-/// About 30 years from now: what a sleep too long to represent waits until.
-fn far_future() -> Instant {
-    Instant::now() + Duration::from_secs(86400 * 365 * 30)
+/// `duration` from now; for a duration too long to represent, about 30 years from
+/// now.
+pub(crate) fn deadline_after(duration: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(duration)
+        .unwrap_or_else(|| now + Duration::from_secs(86400 * 365 * 30))
 }
 
 /// The future of [`sleep`] and [`sleep_until`].
