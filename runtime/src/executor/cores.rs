@@ -133,3 +133,21 @@ fn resend_failed(core: &Core) {
         }
     }
 }
+
+/// Sends `job` to the core with process-wide number `core` from any thread; the job
+/// back if that core is gone or stopping.
+pub(crate) fn send_job_remote(core: u16, job: Job) -> Result<(), Job> {
+    super::with_current(|from| {
+        let send = |inbox: &Inbox, job| {
+            let wake = inbox.push_job(job)?;
+            sent(inbox, wake, from);
+            Ok(())
+        };
+        if let Some(inbox) = from.and_then(|c| c.cores.by_process_core(core)) {
+            return send(inbox, job);
+        }
+        let mut job = Some(job);
+        inbox::with(core, |inbox| send(inbox, job.take().expect("sent once")))
+            .unwrap_or_else(|| Err(job.take().expect("not sent")))
+    })
+}

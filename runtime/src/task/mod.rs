@@ -15,6 +15,9 @@
 //! - When the future finishes, panics or is aborted, it is dropped, the outcome is
 //!   stored, the join waker is woken and the table forgets the task. The output then
 //!   lives as long as the join handle.
+//! - Two fields are atomics, `finished` and `abort`: a join handle that was sent to
+//!   another thread reads and sets them there, and touches nothing else of the cell
+//!   (see "Handles that leave home" in `remote.rs`).
 
 use std::any::Any;
 use std::cell::{Cell, RefCell};
@@ -24,6 +27,7 @@ use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 
@@ -36,7 +40,7 @@ mod remote;
 mod waker;
 
 pub(crate) use owner::Owner;
-pub(crate) use remote::{remote_job, set_remote_wake, Job, RemoteJoin};
+pub(crate) use remote::{remote_job, set_remote, Job, RemoteJoin};
 pub(crate) use waker::{TaskId, MAX_CORES};
 use waker::{MAIN_INDEX, MAX_TASKS};
 
@@ -46,6 +50,13 @@ thread_local! {
     /// guard's drop). A plain `Cell` of a pointer: reading it is one load, and it is
     /// never torn down, so wakes during thread exit still find it (null by then).
     static CURRENT: Cell<*const Tasks> = const { Cell::new(std::ptr::null()) };
+}
+
+/// This thread's mark: the address of its `CURRENT`, which no other live thread shares.
+/// A join handle compares it with its home's to know whether it may touch its cell.
+#[inline]
+fn thread_mark() -> usize {
+    CURRENT.with(|c| c as *const Cell<*const Tasks> as usize)
 }
 
 /// The task table of the core running on this thread.
@@ -214,8 +225,8 @@ impl Tasks {
             run: TaskCell {
                 future: RefCell::new(Some(future)),
                 output: RefCell::new(None),
-                finished: Cell::new(false),
-                abort: Cell::new(false),
+                finished: AtomicBool::new(false),
+                abort: AtomicBool::new(false),
                 join_waker: RefCell::new(None),
             },
         });
@@ -223,12 +234,7 @@ impl Tasks {
         if self.closing.get() {
             // The runtime is shutting down: the task will never run.
             cell.run.cancel();
-            return JoinHandle {
-                inner: JoinInner::Local {
-                    cell,
-                    id: TaskId::new(self.core, 0, 0),
-                },
-            };
+            return JoinHandle::local(cell, TaskId::new(self.core, 0, 0));
         }
         let generation = TaskId::cut_generation(self.generation.get().wrapping_add(1));
         self.generation.set(generation);
@@ -247,9 +253,7 @@ impl Tasks {
             task: cell.clone(),
         });
         drop(state);
-        JoinHandle {
-            inner: JoinInner::Local { cell, id },
-        }
+        JoinHandle::local(cell, id)
     }
 
     /// Puts the task on the run queue unless it is there already or gone.
@@ -410,15 +414,17 @@ impl Drop for EnterGuard {
 struct TaskCell<F: Future> {
     future: RefCell<Option<F>>,
     output: RefCell<Option<Result<F::Output, JoinError>>>,
-    finished: Cell<bool>,
-    abort: Cell<bool>,
+    /// Set once the outcome is stored (Release), read by a handle anywhere (Acquire).
+    finished: AtomicBool,
+    /// Set by a handle anywhere; the task checks it before and after each poll.
+    abort: AtomicBool,
     join_waker: RefCell<Option<Waker>>,
 }
 
 impl<F: Future> TaskCell<F> {
     fn finish(&self, outcome: Result<F::Output, JoinError>) {
         *self.output.borrow_mut() = Some(outcome);
-        self.finished.set(true);
+        self.finished.store(true, Ordering::Release);
         let waker = self.join_waker.borrow_mut().take();
         if let Some(waker) = waker {
             waker.wake();
@@ -436,10 +442,10 @@ impl<F: Future> TaskCell<F> {
 
 impl<F: Future> Runnable for TaskCell<F> {
     fn poll(&self, cx: &mut Context<'_>) -> bool {
-        if self.finished.get() {
+        if self.finished.load(Ordering::Relaxed) {
             return true;
         }
-        if self.abort.get() {
+        if self.abort.load(Ordering::Acquire) {
             self.cancel();
             return true;
         }
@@ -453,7 +459,7 @@ impl<F: Future> Runnable for TaskCell<F> {
         let outcome = catch_unwind(AssertUnwindSafe(|| future.poll(cx)));
         drop(slot);
         match outcome {
-            Ok(Poll::Pending) if self.abort.get() => {
+            Ok(Poll::Pending) if self.abort.load(Ordering::Acquire) => {
                 self.cancel();
                 true
             }
@@ -476,7 +482,7 @@ impl<F: Future> Runnable for TaskCell<F> {
     }
 
     fn cancel(&self) {
-        if self.finished.get() {
+        if self.finished.load(Ordering::Relaxed) {
             return;
         }
         let outcome = self.drop_future().unwrap_or_else(JoinError::cancelled);
@@ -485,15 +491,25 @@ impl<F: Future> Runnable for TaskCell<F> {
 }
 
 /// What a join handle needs of its task, whatever the future type.
+///
+/// `request_abort` and `is_finished` touch only the cell's atomics, and `relay_home`
+/// and `drop_home` only move the `Rc` (into a job for the home core, see `remote.rs`):
+/// a handle calls these on any thread. The others run on the cell's home thread only.
 trait Join<T> {
     fn poll_join(&self, cx: &mut Context<'_>) -> Poll<Result<T, JoinError>>;
+    /// The outcome, if the task has finished and it was not taken yet.
+    fn take_finished(&self) -> Option<Result<T, JoinError>>;
     fn request_abort(&self) -> bool;
     fn is_finished(&self) -> bool;
+    /// Sends the cell home, where a relay task awaits it for the join returned.
+    fn relay_home(self: Rc<Self>, id: TaskId) -> Arc<RemoteJoin<T>>;
+    /// Sends the cell home to be dropped there.
+    fn drop_home(self: Rc<Self>, core: u16);
 }
 
-impl<F: Future> Join<F::Output> for TaskCell<F> {
+impl<F: Future> TaskCell<F> {
     fn poll_join(&self, cx: &mut Context<'_>) -> Poll<Result<F::Output, JoinError>> {
-        if !self.finished.get() {
+        if !self.finished.load(Ordering::Relaxed) {
             let mut waker = self.join_waker.borrow_mut();
             match &*waker {
                 Some(w) if w.will_wake(cx.waker()) => {}
@@ -508,28 +524,44 @@ impl<F: Future> Join<F::Output> for TaskCell<F> {
         }
     }
 
+    fn take_finished(&self) -> Option<Result<F::Output, JoinError>> {
+        if !self.finished.load(Ordering::Relaxed) {
+            return None;
+        }
+        self.output.borrow_mut().take()
+    }
+
     fn request_abort(&self) -> bool {
-        if self.finished.get() {
+        if self.finished.load(Ordering::Acquire) {
             return false;
         }
-        self.abort.set(true);
+        self.abort.store(true, Ordering::Release);
         true
     }
 
     fn is_finished(&self) -> bool {
-        self.finished.get()
+        self.finished.load(Ordering::Acquire)
     }
 }
 
-impl<T, R: Join<T>> Join<T> for Task<R> {
-    fn poll_join(&self, cx: &mut Context<'_>) -> Poll<Result<T, JoinError>> {
+impl<F: Future + 'static> Join<F::Output> for Task<TaskCell<F>> {
+    fn poll_join(&self, cx: &mut Context<'_>) -> Poll<Result<F::Output, JoinError>> {
         self.run.poll_join(cx)
+    }
+    fn take_finished(&self) -> Option<Result<F::Output, JoinError>> {
+        self.run.take_finished()
     }
     fn request_abort(&self) -> bool {
         self.run.request_abort()
     }
     fn is_finished(&self) -> bool {
         self.run.is_finished()
+    }
+    fn relay_home(self: Rc<Self>, id: TaskId) -> Arc<RemoteJoin<F::Output>> {
+        remote::relay_home(id.core(), self, id)
+    }
+    fn drop_home(self: Rc<Self>, core: u16) {
+        remote::drop_home::<F::Output>(core, self)
     }
 }
 
@@ -539,9 +571,15 @@ impl<T, R: Join<T>> Join<T> for Task<R> {
 /// aborted (or the runtime shut down first). Dropping it detaches the task, which
 /// keeps running.
 ///
-/// It is `!Send`: it stays on the thread that spawned the task (for
-/// [`crate::spawn_on`], the thread that asked), like the rest of a core's state, and
-/// awaiting it costs no atomic operation for a task of this core.
+/// It is `Send` when the output is, so a `Send` future (an axum handler, a future
+/// for a tokio-style executor) can await work that a task does with this core's
+/// `!Send` types. Awaited on the thread that spawned the task, as it usually is, it
+/// costs no atomic read-modify-write and no lock. Polled on another thread, it
+/// sends the task's cell home once and from then on awaits the outcome through a
+/// mutex, like a [`crate::spawn_on`] handle; dropped on another thread, it sends the
+/// cell home to be dropped there. `abort` and `is_finished` work on any thread. A
+/// handle that left home and is polled or dropped after its runtime is gone leaks
+/// the task's output instead of freeing it off its thread. It is not `Sync`.
 ///
 /// ```
 /// # let mut rt = runtime::Builder::new().cores(1).build().unwrap();
@@ -551,22 +589,57 @@ impl<T, R: Join<T>> Join<T> for Task<R> {
 /// # });
 /// ```
 ///
+/// A task's output that may not cross threads keeps its handle at home:
+///
 /// ```compile_fail
 /// fn assert_send<T: Send>() {}
-/// assert_send::<runtime::JoinHandle<()>>();
+/// assert_send::<runtime::JoinHandle<std::rc::Rc<()>>>();
+/// ```
+///
+/// ```compile_fail
+/// fn assert_sync<T: Sync>() {}
+/// assert_sync::<runtime::JoinHandle<()>>();
 /// ```
 pub struct JoinHandle<T> {
     inner: JoinInner<T>,
 }
 
 enum JoinInner<T> {
-    /// A task of this core.
-    Local { cell: Rc<dyn Join<T>>, id: TaskId },
-    /// A task sent to another core.
+    /// A task of a core; `home` is the [`thread_mark`] of the thread that spawned it,
+    /// the only thread that may touch `cell`'s reference count and `RefCell`s.
+    Local {
+        cell: Rc<dyn Join<T>>,
+        id: TaskId,
+        home: usize,
+    },
+    /// A task sent to another core, or a local one whose handle left home.
     Remote(Arc<RemoteJoin<T>>),
+    /// Only while a `Local` handle is being turned into a `Remote` one.
+    Moved,
 }
 
+// SAFETY: a `Local` handle touches its `Rc` (count, `RefCell`s, the future) only on
+// the thread whose mark is `home`, checked on every poll and drop. Elsewhere it uses
+// only the cell's atomics (`abort`, `is_finished`: see `Join`) through the pointer its
+// own strong count keeps valid, and sends the `Rc` home in a job for anything else
+// (`remote::relay_home`, `remote::drop_home`), which leaks it if the job cannot run.
+// A mark can be reused only once its thread has exited, and then the core that ran
+// there has closed its task table, so this handle holds the only reference left. The
+// output `T` moves to the handle's thread: hence `T: Send`. A `Remote` handle is an
+// `Arc<RemoteJoin<T>>`, `Send` for `T: Send`.
+unsafe impl<T: Send> Send for JoinHandle<T> {}
+
 impl<T> JoinHandle<T> {
+    fn local(cell: Rc<dyn Join<T>>, id: TaskId) -> JoinHandle<T> {
+        JoinHandle {
+            inner: JoinInner::Local {
+                cell,
+                id,
+                home: thread_mark(),
+            },
+        }
+    }
+
     pub(crate) fn remote(join: Arc<RemoteJoin<T>>) -> JoinHandle<T> {
         JoinHandle {
             inner: JoinInner::Remote(join),
@@ -576,7 +649,7 @@ impl<T> JoinHandle<T> {
     fn local_id(&self) -> Option<TaskId> {
         match &self.inner {
             JoinInner::Local { id, .. } => Some(*id),
-            JoinInner::Remote(_) => None,
+            _ => None,
         }
     }
 
@@ -585,12 +658,14 @@ impl<T> JoinHandle<T> {
     /// finished already is not affected.
     pub fn abort(&self) {
         match &self.inner {
-            JoinInner::Local { cell, id } => {
+            // Atomics only (see `Join`), and a waker that is a number: any thread.
+            JoinInner::Local { cell, id, .. } => {
                 if cell.request_abort() {
                     id.waker().wake();
                 }
             }
             JoinInner::Remote(join) => join.abort(),
+            JoinInner::Moved => {}
         }
     }
 
@@ -599,6 +674,20 @@ impl<T> JoinHandle<T> {
         match &self.inner {
             JoinInner::Local { cell, .. } => cell.is_finished(),
             JoinInner::Remote(join) => join.is_finished(),
+            JoinInner::Moved => false,
+        }
+    }
+}
+
+impl<T> JoinHandle<T> {
+    /// Sends the cell of a local task home, to be awaited there for this handle.
+    #[cold]
+    #[inline(never)]
+    fn leave_home(&mut self) {
+        if let JoinInner::Local { cell, id, .. } =
+            std::mem::replace(&mut self.inner, JoinInner::Moved)
+        {
+            self.inner = JoinInner::Remote(cell.relay_home(id));
         }
     }
 }
@@ -607,9 +696,31 @@ impl<T> Future for JoinHandle<T> {
     type Output = Result<T, JoinError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match &self.inner {
-            JoinInner::Local { cell, .. } => cell.poll_join(cx),
+        let this = self.get_mut();
+        match &this.inner {
+            JoinInner::Local { cell, home, .. } if *home == thread_mark() => {
+                return cell.poll_join(cx)
+            }
+            JoinInner::Local { .. } => this.leave_home(),
+            _ => {}
+        }
+        match &this.inner {
             JoinInner::Remote(join) => join.poll_join(cx),
+            _ => unreachable!("a handle that left home is remote"),
+        }
+    }
+}
+
+impl<T> Drop for JoinHandle<T> {
+    fn drop(&mut self) {
+        if let JoinInner::Local { home, .. } = &self.inner {
+            if *home != thread_mark() {
+                if let JoinInner::Local { cell, id, .. } =
+                    std::mem::replace(&mut self.inner, JoinInner::Moved)
+                {
+                    cell.drop_home(id.core());
+                }
+            }
         }
     }
 }

@@ -23,21 +23,39 @@
 //! - `abort` sets a flag that the job checks before it spawns and the task checks
 //!   before each poll, then wakes the task if it has been spawned already (its id is
 //!   recorded under the lock once it is).
+//!
+//! # Handles that leave home
+//!
+//! A [`super::JoinHandle`] of a local task holds the task's `Rc` cell, and is `Send`
+//! (when its output is): on a thread other than its home it never touches the `Rc`.
+//! `abort` and `is_finished` read and set atomics of the cell through the pointer
+//! (the handle's own strong count keeps it alive). The first poll sends the cell home
+//! in a job ([`relay_home`]), where a [`Relay`] task awaits it and hands its outcome
+//! over through a [`RemoteJoin`], so the handle becomes a remote one. A drop sends
+//! the cell home to be dropped there ([`drop_home`]). A job that is never run (the
+//! core is gone or stopping) leaks the cell: its reference count may be in use on
+//! the home thread, so dropping it anywhere else would be a data race.
 
 use std::future::Future;
+use std::mem::ManuallyDrop;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
+use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::task::{Context, Poll, Waker};
 
-use super::{JoinError, TaskId};
+use super::{Join, JoinError, TaskId};
 
 static REMOTE_WAKE: OnceLock<fn(TaskId)> = OnceLock::new();
+static REMOTE_SEND: OnceLock<fn(u16, Job) -> Result<(), Job>> = OnceLock::new();
 
-/// Installs the function that sends a wake to a task's core from another thread.
-pub(crate) fn set_remote_wake(f: fn(TaskId)) {
-    let _ = REMOTE_WAKE.set(f);
+/// Installs the functions that send a wake to a task's core, and a job to a core by
+/// its process-wide number, from another thread. The second hands the job back if
+/// that core is gone or stopping.
+pub(crate) fn set_remote(wake: fn(TaskId), send: fn(u16, Job) -> Result<(), Job>) {
+    let _ = REMOTE_WAKE.set(wake);
+    let _ = REMOTE_SEND.set(send);
 }
 
 /// Sends a wake to the task's core from a thread that is not running that core.
@@ -49,6 +67,15 @@ pub(super) fn wake(id: TaskId) {
 
 /// Work sent to a core: run there, with the core's context entered.
 pub(crate) type Job = Box<dyn FnOnce() + Send>;
+
+/// Sends `job` to the core with process-wide number `core`; the job back if that core
+/// is gone or stopping (or no core was ever made, so nothing was installed).
+pub(super) fn send(core: u16, job: Job) -> Result<(), Job> {
+    match REMOTE_SEND.get() {
+        Some(send) => send(core, job),
+        None => Err(job),
+    }
+}
 
 /// What a task spawned on another core and its handle share.
 pub(crate) struct RemoteJoin<T> {
@@ -64,13 +91,25 @@ struct JoinState<T> {
 }
 
 impl<T> RemoteJoin<T> {
+    pub(super) fn new() -> Arc<RemoteJoin<T>> {
+        Arc::new(RemoteJoin {
+            abort: AtomicBool::new(false),
+            state: Mutex::new(JoinState {
+                outcome: None,
+                finished: false,
+                waker: None,
+                task: None,
+            }),
+        })
+    }
+
     fn lock(&self) -> MutexGuard<'_, JoinState<T>> {
         // No user code runs under this lock: the state is consistent even if a thread
         // panicked elsewhere while holding it.
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn finish(&self, outcome: Result<T, JoinError>) {
+    pub(super) fn finish(&self, outcome: Result<T, JoinError>) {
         let mut state = self.lock();
         if state.finished {
             return;
@@ -117,13 +156,19 @@ impl<T> RemoteJoin<T> {
         self.lock().finished
     }
 
-    fn aborted(&self) -> bool {
+    /// Records the task that `abort` wakes (an abort before this is seen by the
+    /// task's first poll, which checks the flag).
+    pub(super) fn set_task(&self, id: TaskId) {
+        self.lock().task = Some(id);
+    }
+
+    pub(super) fn aborted(&self) -> bool {
         self.abort.load(Ordering::Acquire)
     }
 }
 
 /// Finishes the join as cancelled if it is dropped before it finished it otherwise.
-struct Finisher<T>(Arc<RemoteJoin<T>>);
+pub(super) struct Finisher<T>(pub(super) Arc<RemoteJoin<T>>);
 
 impl<T> Drop for Finisher<T> {
     fn drop(&mut self) {
@@ -139,15 +184,7 @@ where
     Fut: Future + 'static,
     Fut::Output: Send + 'static,
 {
-    let join = Arc::new(RemoteJoin {
-        abort: AtomicBool::new(false),
-        state: Mutex::new(JoinState {
-            outcome: None,
-            finished: false,
-            waker: None,
-            task: None,
-        }),
-    });
+    let join = RemoteJoin::new();
     let finisher = Finisher(join.clone());
     let job: Job = Box::new(move || {
         if finisher.0.aborted() {
@@ -162,7 +199,7 @@ where
                     finisher,
                 });
                 if let Some(id) = handle.local_id() {
-                    join.lock().task = Some(id);
+                    join.set_task(id);
                 }
             }
         }
@@ -206,6 +243,124 @@ impl<Fut: Future> Future for Forward<Fut> {
             (outcome, _) => outcome,
         };
         join.finish(outcome);
+        Poll::Ready(())
+    }
+}
+
+/// A local task's cell on its way home from a thread that may not touch it.
+///
+/// Built on a thread other than the cell's home (the thread of the core that spawned
+/// the task) and sent home inside a [`Job`]. Its only use of the `Rc` is
+/// [`Homebound::open`], on the thread that runs the job: the home core's thread, or
+/// a core that got the same number after the home core was gone, when no other
+/// reference to the cell is left (see [`super::JoinHandle`]'s `Send`). Dropped
+/// unopened (the job was never run: the core is gone or stopping), it leaks the cell
+/// rather than touch a reference count another thread may be changing.
+struct Homebound<T> {
+    cell: ManuallyDrop<Rc<dyn Join<T>>>,
+}
+
+// SAFETY: the `Rc` is touched only by `open`, on the thread the job runs on (see the
+// type's docs), and is leaked otherwise. Its output `T` crosses threads: a handle
+// leaves its home thread only through `JoinHandle: Send`, which requires `T: Send`,
+// and only such a handle builds a `Homebound`.
+unsafe impl<T> Send for Homebound<T> {}
+
+impl<T> Homebound<T> {
+    fn new(cell: Rc<dyn Join<T>>) -> Homebound<T> {
+        Homebound {
+            cell: ManuallyDrop::new(cell),
+        }
+    }
+
+    /// The cell, on the thread that runs the job.
+    fn open(mut self) -> Rc<dyn Join<T>> {
+        // SAFETY: `self` is consumed and its drop does nothing, so the cell is taken
+        // out exactly once.
+        unsafe { ManuallyDrop::take(&mut self.cell) }
+    }
+}
+
+/// Sends a local task's cell home to be dropped there (a handle dropped on another
+/// thread). If the core is gone or stopping the cell is leaked: see [`Homebound`].
+pub(super) fn drop_home<T: 'static>(core: u16, cell: Rc<dyn Join<T>>) {
+    let cell = Homebound::new(cell);
+    let _ = send(core, Box::new(move || drop(cell.open())));
+}
+
+/// Turns a handle to a local task, polled on another thread, into a remote one: the
+/// cell goes home, where a relay task awaits it and hands its outcome over through
+/// the returned [`RemoteJoin`]. Aborting the remote join aborts the task. If the core
+/// is gone or stopping, the join is finished as cancelled (the runtime shut down,
+/// which cancels every task) and the cell leaked.
+pub(super) fn relay_home<T: 'static>(
+    core: u16,
+    cell: Rc<dyn Join<T>>,
+    id: TaskId,
+) -> Arc<RemoteJoin<T>> {
+    let join = RemoteJoin::new();
+    let state = AssertSend((Homebound::new(cell), Finisher(join.clone())));
+    let job: Job = Box::new(move || {
+        // A method call, so the closure captures the whole `AssertSend`, not its fields.
+        let (cell, finisher) = state.into_inner();
+        let cell = cell.open();
+        // An outcome already there needs no task, even on a core that is closing.
+        if let Some(outcome) = cell.take_finished() {
+            return finisher.0.finish(outcome);
+        }
+        let relay = Relay {
+            cell,
+            id,
+            finisher,
+            abort_sent: false,
+        };
+        let join = relay.finisher.0.clone();
+        let handle = super::spawn(relay);
+        if let Some(id) = handle.local_id() {
+            join.set_task(id);
+        }
+    });
+    // A job handed back is dropped here: its `Homebound` leaks the cell and its
+    // `Finisher` records the cancellation.
+    let _ = send(core, job);
+    join
+}
+
+/// Makes a job's captures `Send` when they hold a join's `Finisher` for any `T`.
+struct AssertSend<X>(X);
+
+// SAFETY: holds a `Homebound` (itself `Send` for any `T`, see there) and a `Finisher`,
+// an `Arc<RemoteJoin<T>>` that is `Send` when `T: Send`, which every handle that
+// reaches `relay_home` satisfies (see `Homebound`).
+unsafe impl<X> Send for AssertSend<X> {}
+
+impl<X> AssertSend<X> {
+    fn into_inner(self) -> X {
+        self.0
+    }
+}
+
+/// The task that awaits a local task on behalf of a handle that left home.
+struct Relay<T> {
+    cell: Rc<dyn Join<T>>,
+    id: TaskId,
+    finisher: Finisher<T>,
+    abort_sent: bool,
+}
+
+impl<T> Future for Relay<T> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.get_mut();
+        if !this.abort_sent && this.finisher.0.aborted() {
+            this.abort_sent = true;
+            if this.cell.request_abort() {
+                this.id.waker().wake();
+            }
+        }
+        let outcome = std::task::ready!(this.cell.poll_join(cx));
+        this.finisher.0.finish(outcome);
         Poll::Ready(())
     }
 }
