@@ -48,12 +48,15 @@ use std::task::{Context, Poll, Waker};
 use super::{Join, JoinError, TaskId};
 
 static REMOTE_WAKE: OnceLock<fn(TaskId)> = OnceLock::new();
-static REMOTE_SEND: OnceLock<fn(u16, Job) -> Result<(), Job>> = OnceLock::new();
+static REMOTE_SEND: OnceLock<SendJob> = OnceLock::new();
+
+/// Sends a job to a core by its process-wide number; the job back if it cannot.
+type SendJob = fn(u16, Job) -> Result<(), Job>;
 
 /// Installs the functions that send a wake to a task's core, and a job to a core by
 /// its process-wide number, from another thread. The second hands the job back if
 /// that core is gone or stopping.
-pub(crate) fn set_remote(wake: fn(TaskId), send: fn(u16, Job) -> Result<(), Job>) {
+pub(crate) fn set_remote(wake: fn(TaskId), send: SendJob) {
     let _ = REMOTE_WAKE.set(wake);
     let _ = REMOTE_SEND.set(send);
 }
