@@ -341,9 +341,10 @@ fn shutdown_cancels_a_task_awaited_on_another_thread() {
 #[test]
 fn polled_elsewhere_after_its_runtime_is_gone() {
     let mut rt = rt();
-    let handle = rt.block_on(async {
+    let (handle,) = rt.block_on(async {
         // Never polled: `block_on` returns first, and the shutdown cancels it.
-        runtime::spawn(std::future::pending::<()>())
+        let handle = runtime::spawn(std::future::pending::<()>());
+        (handle,)
     });
     drop(rt);
     // The runtime cancelled the task at shutdown; a handle that then leaves home
