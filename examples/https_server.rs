@@ -4,8 +4,11 @@
 //! a TLS handshake (rustls on the `ring` provider, through tokio-rustls), then hyper's
 //! HTTP/2 if ALPN chose `h2`, or HTTP/1.1 with keep-alive otherwise. `GET /` answers
 //! `hello over HTTP/2` (or `HTTP/1.1`); other paths get `404`, other methods `405`.
-//! A handshake that fails or does not finish within 10 s (a plain-HTTP client,
-//! garbage, a silent peer) closes only that connection. Ctrl-C stops it.
+//! A handshake that fails or does not finish within 10 s (`--handshake-timeout`; a
+//! plain-HTTP client, garbage, a silent peer) closes only that connection. An HTTP/2
+//! connection pings its peer every 20 s and closes if no answer comes within 20 s;
+//! an HTTP/1.1 one closes when the next request's headers take longer than hyper's
+//! 30 s. Ctrl-C stops it.
 //!
 //! `cargo run --release --example https_server [-- --port 8443 --cores N]`, then
 //! `curl -k https://127.0.0.1:8443/` or `curl -k --http2 https://localhost:8443/`
@@ -38,14 +41,19 @@ use runtime::net::{TcpListener, TcpStream};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use tokio_rustls::TlsAcceptor;
 
-const USAGE: &str = "usage: https_server [--port PORT] [--cores N]";
+const USAGE: &str = "usage: https_server [--port PORT] [--cores N] [--handshake-timeout SECONDS]";
 
-/// How long a client has to finish its TLS handshake.
+/// How long a client has to finish its TLS handshake, unless `--handshake-timeout`.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How often an HTTP/2 connection pings its peer, and how long it waits for the
+/// answer before it closes the connection (a peer that vanished without a FIN).
+const H2_PING: Duration = Duration::from_secs(20);
 
 struct Args {
     port: u16,
     cores: Option<usize>,
+    handshake_timeout: Duration,
 }
 
 fn main() -> ExitCode {
@@ -74,7 +82,9 @@ fn run() -> io::Result<()> {
     println!("listening on https://127.0.0.1:{port}/ on {cores} {plural}; Ctrl-C stops");
     io::Write::flush(&mut io::stdout())?;
 
-    let served = rt.run_on_all(move |core| serve(listeners.take(core), acceptor.clone()));
+    let handshake = args.handshake_timeout;
+    let served =
+        rt.run_on_all(move |core| serve(listeners.take(core), acceptor.clone(), handshake));
     let mut total = 0;
     for (core, served) in served.into_iter().enumerate() {
         let served = served.map_err(|e| io::Error::new(e.kind(), format!("core {core}: {e}")))?;
@@ -103,7 +113,11 @@ fn tls_config() -> io::Result<rustls::ServerConfig> {
 }
 
 /// Serves on this core until Ctrl-C; returns how many requests it answered.
-async fn serve(listener: io::Result<TcpListener>, acceptor: TlsAcceptor) -> io::Result<u64> {
+async fn serve(
+    listener: io::Result<TcpListener>,
+    acceptor: TlsAcceptor,
+    handshake: Duration,
+) -> io::Result<u64> {
     let listener = listener?;
     // Made before the accept loop starts, so an early Ctrl-C is not missed.
     let stop = runtime::signal::ctrl_c();
@@ -113,7 +127,8 @@ async fn serve(listener: io::Result<TcpListener>, acceptor: TlsAcceptor) -> io::
         loop {
             match listener.accept().await {
                 Ok((stream, _peer)) => {
-                    runtime::spawn(connection(stream, acceptor.clone(), count.clone()));
+                    let acceptor = acceptor.clone();
+                    runtime::spawn(connection(stream, acceptor, handshake, count.clone()));
                 }
                 // Out of fds, say: go on after a pause rather than spin.
                 Err(e) => {
@@ -131,15 +146,18 @@ async fn serve(listener: io::Result<TcpListener>, acceptor: TlsAcceptor) -> io::
 
 /// One connection: the handshake, then HTTP/2 or HTTP/1.1 as ALPN decided, until the
 /// peer closes it.
-async fn connection(stream: TcpStream, acceptor: TlsAcceptor, served: Rc<Cell<u64>>) {
+async fn connection(
+    stream: TcpStream,
+    acceptor: TlsAcceptor,
+    handshake: Duration,
+    served: Rc<Cell<u64>>,
+) {
     if let Err(e) = stream.set_nodelay(true) {
         eprintln!("set_nodelay: {e}");
     }
     // A failed handshake is the client's problem (plain HTTP, garbage, an unknown
     // CA on its side): rustls has sent its alert, and dropping the stream closes it.
-    let tls = match runtime::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(Compat::new(stream)))
-        .await
-    {
+    let tls = match runtime::time::timeout(handshake, acceptor.accept(Compat::new(stream))).await {
         Ok(Ok(tls)) => tls,
         Ok(Err(_)) | Err(_) => return,
     };
@@ -153,6 +171,8 @@ async fn connection(stream: TcpStream, acceptor: TlsAcceptor, served: Rc<Cell<u6
     let result = if h2 {
         http2::Builder::new(LocalExecutor::new())
             .timer(CoreTimer::new())
+            .keep_alive_interval(H2_PING)
+            .keep_alive_timeout(H2_PING)
             .serve_connection(io, service)
             .await
     } else {
@@ -219,6 +239,7 @@ fn parse_args() -> io::Result<Args> {
     let mut parsed = Args {
         port: 8443,
         cores: None,
+        handshake_timeout: HANDSHAKE_TIMEOUT,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -234,6 +255,12 @@ fn parse_args() -> io::Result<Args> {
             ("--cores", Some(v)) => match v.parse() {
                 Ok(n) if n > 0 => parsed.cores = Some(n),
                 _ => return Err(usage(&format!("bad core count {v:?}"))),
+            },
+            ("--handshake-timeout", Some(v)) => match v.parse::<f64>() {
+                Ok(secs) if secs > 0.0 && secs <= 3600.0 => {
+                    parsed.handshake_timeout = Duration::from_secs_f64(secs);
+                }
+                _ => return Err(usage(&format!("bad handshake timeout {v:?}"))),
             },
             _ => return Err(usage(&format!("unknown argument {arg:?}"))),
         }

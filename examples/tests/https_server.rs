@@ -49,8 +49,14 @@ impl Drop for Server {
 
 /// Starts `https_server` on `cores` cores and waits for its address.
 fn start_server(cores: usize) -> Server {
+    start_server_with(cores, &[])
+}
+
+/// Starts `https_server` on `cores` cores with `extra` arguments.
+fn start_server_with(cores: usize, extra: &[&str]) -> Server {
     let mut child = Command::new(example("https_server"))
         .args(["--port", "0", "--cores", &cores.to_string()])
+        .args(extra)
         .stdout(Stdio::piped())
         .spawn()
         .expect("https_server starts");
@@ -266,6 +272,35 @@ fn plain_http_and_garbage_are_closed_and_the_next_tls_client_is_served() {
 
     let answers = block_on(http1_twice(server.addr));
     assert_eq!(answers[0], (StatusCode::OK, "hello over HTTP/1.1\n".into()));
+}
+
+#[test]
+fn a_silent_client_is_closed_after_the_handshake_timeout_and_not_before() {
+    let server = start_server_with(1, &["--handshake-timeout", "1"]);
+    let start = std::time::Instant::now();
+    let silent = std::net::TcpStream::connect(server.addr).expect("connect");
+    // While it sits there, another client is served on the same core.
+    let answers = block_on(http1_twice(server.addr));
+    assert_eq!(answers[0], (StatusCode::OK, "hello over HTTP/1.1\n".into()));
+    let mut silent = silent;
+    silent.set_read_timeout(Some(BOUND)).unwrap();
+    let mut got = Vec::new();
+    match silent.read_to_end(&mut got) {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+        Err(e) => panic!("the silent connection was not closed: {e}"),
+    }
+    let waited = start.elapsed();
+    assert!(got.is_empty(), "the server sent {got:?} to a silent client");
+    assert!(
+        waited >= Duration::from_secs(1),
+        "closed after {waited:?}, before the 1 s handshake timeout"
+    );
+    // Not the default 10 s either: the option took effect.
+    assert!(
+        waited < Duration::from_secs(6),
+        "closed only after {waited:?}, with a 1 s handshake timeout"
+    );
 }
 
 #[test]
