@@ -357,6 +357,36 @@ fn polled_elsewhere_after_its_runtime_is_gone() {
 }
 
 #[test]
+fn a_finished_task_outlives_its_runtime_on_another_thread() {
+    let drops = Arc::new(AtomicUsize::new(0));
+    let dropped_on = Arc::new(Mutex::new(None));
+    let mut rt = rt();
+    let (kept, dropped) = rt.block_on(async {
+        let output = |drops: &Arc<AtomicUsize>, on: &Arc<Mutex<_>>| Output {
+            drops: drops.clone(),
+            dropped_on: on.clone(),
+        };
+        let (a, b) = (output(&drops, &dropped_on), output(&drops, &dropped_on));
+        let kept = runtime::spawn(async move { (a, 7u8) });
+        let dropped = runtime::spawn(async move { b });
+        until("both tasks", || kept.is_finished() && dropped.is_finished()).await;
+        (kept, dropped)
+    });
+    drop(rt);
+    let (value, dropped_here) = thread::spawn(move || {
+        drop(dropped);
+        let (output, value) = block_on_thread(kept).expect("the output survived the runtime");
+        drop(output);
+        (value, thread::current().id())
+    })
+    .join()
+    .unwrap();
+    assert_eq!(value, 7);
+    assert_eq!(drops.load(Ordering::SeqCst), 2, "each output dropped once");
+    assert_eq!(*dropped_on.lock().unwrap(), Some(dropped_here));
+}
+
+#[test]
 fn many_handles_cross_and_come_back() {
     let total = rt().block_on(async {
         let handles: Vec<_> = (0..1000u64)

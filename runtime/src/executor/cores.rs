@@ -151,3 +151,8 @@ pub(crate) fn send_job_remote(core: u16, job: Job) -> Result<(), Job> {
             .unwrap_or_else(|| Err(job.take().expect("not sent")))
     })
 }
+
+/// Whether a core with process-wide number `core` is registered (perhaps stopping).
+pub(crate) fn exists(core: u16) -> bool {
+    inbox::with(core, |_| ()).is_some()
+}

@@ -118,7 +118,7 @@ impl Executor {
         backend: driver::Choice,
         spin: Option<Duration>,
     ) -> io::Result<Executor> {
-        crate::task::set_remote(cores::wake_remote, cores::send_job_remote);
+        crate::task::set_remote(cores::wake_remote, cores::send_job_remote, cores::exists);
         let counters = cores.counters(index).clone();
         let inbox = cores.inbox(index);
         let driver = match backend {

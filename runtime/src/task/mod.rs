@@ -577,9 +577,11 @@ impl<F: Future + 'static> Join<F::Output> for Task<TaskCell<F>> {
 /// costs no atomic read-modify-write and no lock. Polled on another thread, it
 /// sends the task's cell home once and from then on awaits the outcome through a
 /// mutex, like a [`crate::spawn_on`] handle; dropped on another thread, it sends the
-/// cell home to be dropped there. `abort` and `is_finished` work on any thread. A
-/// handle that left home and is polled or dropped after its runtime is gone leaks
-/// the task's output instead of freeing it off its thread. It is not `Sync`.
+/// cell home to be dropped there. `abort` and `is_finished` work on any thread. Once
+/// the runtime is gone, a handle anywhere gives the outcome (the task's output, or
+/// the cancellation the shutdown made) as at home; one that leaves home while its
+/// runtime is shutting down reports the task cancelled and leaks its output rather
+/// than free it off its thread. It is not `Sync`.
 ///
 /// ```
 /// # let mut rt = runtime::Builder::new().cores(1).build().unwrap();
@@ -622,7 +624,9 @@ enum JoinInner<T> {
 // the thread whose mark is `home`, checked on every poll and drop. Elsewhere it uses
 // only the cell's atomics (`abort`, `is_finished`: see `Join`) through the pointer its
 // own strong count keeps valid, and sends the `Rc` home in a job for anything else
-// (`remote::relay_home`, `remote::drop_home`), which leaks it if the job cannot run.
+// (`remote::relay_home`, `remote::drop_home`), which leaks it if the job cannot run,
+// or, once the home core is unregistered (gone, after closing its table), uses it
+// where it is as the last reference.
 // A mark can be reused only once its thread has exited, and then the core that ran
 // there has closed its task table, so this handle holds the only reference left. The
 // output `T` moves to the handle's thread: hence `T: Send`. A `Remote` handle is an

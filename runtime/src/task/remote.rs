@@ -33,8 +33,10 @@
 //! in a job ([`relay_home`]), where a [`Relay`] task awaits it and hands its outcome
 //! over through a [`RemoteJoin`], so the handle becomes a remote one. A drop sends
 //! the cell home to be dropped there ([`drop_home`]). A job that is never run (the
-//! core is gone or stopping) leaks the cell: its reference count may be in use on
-//! the home thread, so dropping it anywhere else would be a data race.
+//! core is stopping) leaks the cell: its reference count may be in use on the home
+//! thread, so dropping it anywhere else would be a data race. Once the core is gone
+//! (no longer registered) the handle holds the cell's last reference and uses it
+//! where it is.
 
 use std::future::Future;
 use std::mem::ManuallyDrop;
@@ -49,16 +51,25 @@ use super::{Join, JoinError, TaskId};
 
 static REMOTE_WAKE: OnceLock<fn(TaskId)> = OnceLock::new();
 static REMOTE_SEND: OnceLock<SendJob> = OnceLock::new();
+static REMOTE_ALIVE: OnceLock<fn(u16) -> bool> = OnceLock::new();
 
 /// Sends a job to a core by its process-wide number; the job back if it cannot.
 type SendJob = fn(u16, Job) -> Result<(), Job>;
 
 /// Installs the functions that send a wake to a task's core, and a job to a core by
-/// its process-wide number, from another thread. The second hands the job back if
-/// that core is gone or stopping.
-pub(crate) fn set_remote(wake: fn(TaskId), send: SendJob) {
+/// its process-wide number, from another thread, and that tell whether a core of
+/// that number exists. `send` hands the job back if that core is gone or stopping.
+pub(crate) fn set_remote(wake: fn(TaskId), send: SendJob, alive: fn(u16) -> bool) {
     let _ = REMOTE_WAKE.set(wake);
     let _ = REMOTE_SEND.set(send);
+    let _ = REMOTE_ALIVE.set(alive);
+}
+
+/// Whether a core of this process-wide number exists (registered, perhaps stopping).
+/// `false` means the core that had the number is gone for good: its runtime dropped
+/// every core's registration only after each core closed its task table.
+fn alive(core: u16) -> bool {
+    REMOTE_ALIVE.get().is_some_and(|alive| alive(core))
 }
 
 /// Sends a wake to the task's core from a thread that is not running that core.
@@ -285,8 +296,13 @@ impl<T> Homebound<T> {
 }
 
 /// Sends a local task's cell home to be dropped there (a handle dropped on another
-/// thread). If the core is gone or stopping the cell is leaked: see [`Homebound`].
+/// thread). If the core is stopping the cell is leaked: see [`Homebound`].
 pub(super) fn drop_home<T: 'static>(core: u16, cell: Rc<dyn Join<T>>) {
+    if !alive(core) {
+        // The home core closed its table before it went: this is the last reference
+        // (see `JoinHandle`'s `Send`), which no other thread can be using.
+        return drop(cell);
+    }
     let cell = Homebound::new(cell);
     let _ = send(core, Box::new(move || drop(cell.open())));
 }
@@ -294,14 +310,22 @@ pub(super) fn drop_home<T: 'static>(core: u16, cell: Rc<dyn Join<T>>) {
 /// Turns a handle to a local task, polled on another thread, into a remote one: the
 /// cell goes home, where a relay task awaits it and hands its outcome over through
 /// the returned [`RemoteJoin`]. Aborting the remote join aborts the task. If the core
-/// is gone or stopping, the join is finished as cancelled (the runtime shut down,
-/// which cancels every task) and the cell leaked.
+/// is gone, its outcome is taken here (a task cancelled by the shutdown, or one that
+/// finished before it); if it is stopping, the join is finished as cancelled (the
+/// shutdown cancels every task) and the cell leaked.
 pub(super) fn relay_home<T: 'static>(
     core: u16,
     cell: Rc<dyn Join<T>>,
     id: TaskId,
 ) -> Arc<RemoteJoin<T>> {
     let join = RemoteJoin::new();
+    if !alive(core) {
+        // The last reference, as in `drop_home`: read and drop it here.
+        let outcome = cell.take_finished();
+        drop(cell);
+        join.finish(outcome.unwrap_or_else(|| Err(JoinError::cancelled())));
+        return join;
+    }
     let state = AssertSend((Homebound::new(cell), Finisher(join.clone())));
     let job: Job = Box::new(move || {
         // A method call, so the closure captures the whole `AssertSend`, not its fields.
