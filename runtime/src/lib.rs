@@ -36,6 +36,7 @@ pub mod channel;
     not(any(feature = "futures-io", feature = "tokio", feature = "hyper")),
     allow(dead_code)
 )]
+mod clock;
 mod compat;
 mod coop;
 mod driver;
@@ -52,12 +53,13 @@ mod sys;
 mod task;
 pub mod time;
 
+pub use executor::Stall;
 pub use runtime::{
     backend, core_count, core_id, spawn_on, stats, Backend, Builder, Handle, Runtime,
     ShutdownReport, BACKEND_ENV,
 };
 pub use runtime_macros::{main, test};
-pub use stats::{CoreStats, RingFlags};
+pub use stats::{CoreStats, RingFlags, POLL_BUCKETS};
 pub use sys::probe::Probe;
 pub use task::{JoinError, JoinHandle};
 
@@ -76,6 +78,7 @@ pub use task::{JoinError, JoinHandle};
 /// # Panics
 ///
 /// Outside a runtime (there is no core to run the task).
+#[track_caller]
 pub fn spawn<F>(future: F) -> JoinHandle<F::Output>
 where
     F: Future + 'static,

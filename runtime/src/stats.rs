@@ -15,6 +15,9 @@
 use std::fmt;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
 
+/// Buckets of [`CoreStats::poll_times`].
+pub const POLL_BUCKETS: usize = 6;
+
 /// One counter, written by one thread only.
 #[derive(Debug, Default)]
 pub(crate) struct Counter(AtomicU64);
@@ -49,6 +52,10 @@ pub(crate) struct Counters {
     pub(crate) msg_ring_wakes: Counter,
     /// Wake-ups of other cores sent as a write to their eventfd from this core.
     pub(crate) eventfd_wakes: Counter,
+    /// Polls by how long they took (`CoreStats::poll_times`).
+    pub(crate) poll_times: [Counter; POLL_BUCKETS],
+    /// Polls that took at least the stall threshold.
+    pub(crate) stalls: Counter,
     /// Wake-ups written to this core's eventfd by any thread: the only counter with
     /// more than one writer, so it is added to atomically.
     eventfd_wakes_received: AtomicU64,
@@ -82,6 +89,8 @@ impl Counters {
             eventfd_wakes_sent: self.eventfd_wakes.get(),
             eventfd_wakes_received: self.eventfd_wakes_received.load(Relaxed),
             timers_fired: self.timers_fired.get(),
+            poll_times: self.poll_times.each_ref().map(Counter::get),
+            stalls: self.stalls.get(),
             ring: RingFlags::from_bits(self.ring.load(Relaxed)),
         }
     }
@@ -138,6 +147,13 @@ pub struct CoreStats {
     pub eventfd_wakes_received: u64,
     /// Timers that fired.
     pub timers_fired: u64,
+    /// Polls (of tasks and of the future given to `block_on`) by how long each took:
+    /// under 10 µs, 10-100 µs, 100 µs-1 ms, 1-10 ms, 10-100 ms, and 100 ms or more.
+    /// A task's poll includes dropping it when it finished.
+    pub poll_times: [u64; POLL_BUCKETS],
+    /// Polls that ran at least the stall threshold
+    /// ([`Builder::stall_threshold`](crate::Builder::stall_threshold)).
+    pub stalls: u64,
     /// What this core's ring really got from `io_uring_setup`.
     pub ring: RingFlags,
 }

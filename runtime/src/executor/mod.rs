@@ -29,6 +29,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use crate::clock::{self, Ticks};
 use crate::driver::{self, Driver};
 use crate::stats::Counters;
 use crate::task::{Job, Owner, TaskId, Tasks};
@@ -36,10 +37,23 @@ use crate::task::{Job, Owner, TaskId, Tasks};
 mod census;
 mod cores;
 mod inbox;
+mod stall;
 
 pub(crate) use census::Census;
 pub(crate) use cores::Cores;
 use inbox::Inbox;
+use stall::PollWatch;
+pub use stall::Stall;
+pub(crate) use stall::{StallHook, DEFAULT_STALL};
+
+/// What a `Builder` sets for every core's run loop.
+#[derive(Debug, Clone)]
+pub(crate) struct Options {
+    /// How long to look for work before parking (`Builder::spin_before_park`).
+    pub(crate) spin: Option<Duration>,
+    pub(crate) stall_threshold: Option<Duration>,
+    pub(crate) on_stall: StallHook,
+}
 
 /// Tasks polled per tick before the ring is looked at again.
 const TICK_BUDGET: usize = 256;
@@ -106,6 +120,8 @@ pub(crate) struct Executor {
     jobs: RefCell<Vec<Job>>,
     /// Whether the census was last told that this core has no live task.
     idle: Cell<bool>,
+    /// Poll times: the histogram's buckets and stall reports.
+    watch: PollWatch,
 }
 
 impl Executor {
@@ -116,7 +132,7 @@ impl Executor {
         index: usize,
         config: &driver::Config,
         backend: driver::Choice,
-        spin: Option<Duration>,
+        options: &Options,
     ) -> io::Result<Executor> {
         crate::task::set_remote(cores::wake_remote, cores::send_job_remote, cores::exists);
         let counters = cores.counters(index).clone();
@@ -136,12 +152,13 @@ impl Executor {
                 index,
                 counters,
             }),
-            spin: spin.filter(|d| !d.is_zero()),
+            spin: options.spin.filter(|d| !d.is_zero()),
             wakes: Default::default(),
             woken: Default::default(),
             batch: Default::default(),
             jobs: Default::default(),
             idle: Cell::new(true),
+            watch: PollWatch::new(options.stall_threshold, options.on_stall.clone()),
         })
     }
 
@@ -172,7 +189,10 @@ impl Executor {
         loop {
             if core.tasks.take_main_woken() {
                 let _budget = crate::coop::budget();
-                if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
+                let start = clock::now();
+                let poll = future.as_mut().poll(&mut cx);
+                self.polled(clock::now().wrapping_sub(start), None);
+                if let Poll::Ready(output) = poll {
                     // Wake-ups the future sent to other cores may sit in the SQ.
                     core.driver.flush();
                     return output;
@@ -226,6 +246,8 @@ impl Executor {
             return;
         }
         let _polls = crate::coop::polls();
+        // One reading per poll: the end of one is the start of the next.
+        let mut start = clock::now();
         for ready in batch.iter() {
             ready.task.unschedule();
             let waker = ready.id.waker();
@@ -234,8 +256,33 @@ impl Executor {
             if ready.task.run.poll(&mut cx) {
                 tasks.remove(ready.id);
             }
+            let end = clock::now();
+            self.polled(end.wrapping_sub(start), Some(ready));
+            start = end;
         }
         batch.clear();
+    }
+
+    /// Accounts for one poll that took `ticks`: of `task`, or of the main future.
+    #[inline]
+    fn polled(&self, ticks: Ticks, task: Option<&crate::task::Ready>) {
+        let core = &*self.core;
+        core.counters.poll_times[self.watch.bucket(ticks)].add(1);
+        if self.watch.is_stall(ticks) {
+            self.stalled(ticks, task);
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn stalled(&self, ticks: Ticks, task: Option<&crate::task::Ready>) {
+        self.core.counters.stalls.add(1);
+        self.watch.report(Stall {
+            core: self.core.index,
+            duration: clock::to_duration(ticks),
+            queue: String::from("default"),
+            location: task.map(|t| t.task.location),
+        });
     }
 
     #[inline]

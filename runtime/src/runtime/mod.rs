@@ -12,7 +12,7 @@ use std::future::Future;
 use std::io;
 use std::marker::PhantomData;
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::panic::resume_unwind;
+use std::panic::{resume_unwind, Location};
 use std::pin::Pin;
 use std::sync::{mpsc, Arc, Weak};
 use std::task::{Context, Poll};
@@ -20,7 +20,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::driver;
-use crate::executor::{self, Census, Cores, Executor};
+use crate::executor::{self, Census, Cores, Executor, Stall, StallHook};
 use crate::stats::CoreStats;
 use crate::sys::affinity::CpuSet;
 use crate::task::{remote_job, JoinHandle, MAX_CORES};
@@ -49,6 +49,8 @@ pub struct Builder {
     fixed_buffers: (u16, usize),
     fixed_files: u32,
     backend: Backend,
+    stall_threshold: Option<Duration>,
+    on_stall: StallHook,
 }
 
 impl Default for Builder {
@@ -74,6 +76,8 @@ impl Builder {
             fixed_buffers: (0, 0),
             fixed_files: 256,
             backend: Backend::Auto,
+            stall_threshold: Some(executor::DEFAULT_STALL),
+            on_stall: StallHook::stderr(),
         }
     }
 
@@ -181,6 +185,59 @@ impl Builder {
         self
     }
 
+    /// How long one poll may hold its core before it is reported as a stall (default
+    /// 50 ms; `None`: never). A task that blocks (a synchronous call, a long
+    /// computation without `yield_now`) holds up every other task of its core; each
+    /// poll that ran at least this long is counted in [`CoreStats::stalls`] and handed
+    /// to the [`on_stall`](Builder::on_stall) hook once it returns. Polls are timed
+    /// whatever this is (for [`CoreStats::poll_times`]), with one read of a cheap
+    /// clock each.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let rt = runtime::Builder::new()
+    ///     .stall_threshold(Some(Duration::from_millis(10)))
+    ///     .build()?;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn stall_threshold(mut self, threshold: Option<Duration>) -> Builder {
+        self.stall_threshold = threshold;
+        self
+    }
+
+    /// What to do with a stall (see [`stall_threshold`](Builder::stall_threshold)):
+    /// `hook` runs on the stalled core right after the poll, with the core, how long
+    /// the poll ran, the task's queue and where it was spawned. The default writes the
+    /// [`Stall`]'s line to stderr, at most one a second per core. A hook that panics
+    /// is reported on stderr and otherwise ignored.
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicU64, Ordering};
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    ///
+    /// let stalls = Arc::new(AtomicU64::new(0));
+    /// let seen = stalls.clone();
+    /// let mut rt = runtime::Builder::new()
+    ///     .cores(1)
+    ///     .stall_threshold(Some(Duration::from_millis(20)))
+    ///     .on_stall(move |stall| {
+    ///         assert!(stall.duration >= Duration::from_millis(20));
+    ///         seen.fetch_add(1, Ordering::Relaxed);
+    ///     })
+    ///     .build()?;
+    /// rt.block_on(async {
+    ///     runtime::spawn(async { std::thread::sleep(Duration::from_millis(30)) }).await
+    /// })
+    /// .unwrap();
+    /// assert_eq!(stalls.load(Ordering::Relaxed), 1);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn on_stall(mut self, hook: impl Fn(&Stall) + Send + Sync + 'static) -> Builder {
+        self.on_stall = StallHook::new(hook);
+        self
+    }
+
     /// Starts the runtime: core 0 on this thread, the other cores on threads of their
     /// own.
     ///
@@ -227,7 +284,12 @@ impl Builder {
         if let Some(cpu) = cpu_of(0) {
             pin_current_thread(cpu).map_err(restore)?;
         }
-        let executor = Executor::new(cores.clone(), census.clone(), 0, &config, choice, self.spin)
+        let options = executor::Options {
+            spin: self.spin,
+            stall_threshold: self.stall_threshold,
+            on_stall: self.on_stall.clone(),
+        };
+        let executor = Executor::new(cores.clone(), census.clone(), 0, &config, choice, &options)
             .map_err(restore)?;
         let mut runtime = Runtime {
             executor,
@@ -259,10 +321,12 @@ impl Builder {
             let config = config.clone();
             let ready = ready_tx.clone();
             let cpu = cpu_of(index);
-            let spin = self.spin;
+            let options = options.clone();
             let thread = thread::Builder::new()
                 .name(format!("runtime-core-{index}"))
-                .spawn(move || run_core(cores, census, index, cpu, spin, &config, choice, ready))
+                .spawn(move || {
+                    run_core(cores, census, index, cpu, &options, &config, choice, ready)
+                })
                 .map_err(|e| {
                     io::Error::new(e.kind(), format!("could not start core {index}: {e}"))
                 })?;
@@ -338,7 +402,7 @@ fn run_core(
     census: Arc<Census>,
     index: usize,
     cpu: Option<usize>,
-    spin: Option<Duration>,
+    options: &executor::Options,
     config: &driver::Config,
     backend: driver::Choice,
     ready: Ready,
@@ -347,7 +411,7 @@ fn run_core(
         if let Some(cpu) = cpu {
             pin_current_thread(cpu)?;
         }
-        let executor = Executor::new(cores, census, index, config, backend, spin)?;
+        let executor = Executor::new(cores, census, index, config, backend, options)?;
         let fd = executor.ring_fd().map(crate::sys::dup).transpose()?;
         Ok((executor, fd))
     })();
@@ -435,12 +499,14 @@ impl Runtime {
     /// assert_eq!(counts, vec![0, 10]);
     /// # Ok::<(), std::io::Error>(())
     /// ```
+    #[track_caller]
     pub fn run_on_all<F, Fut>(&mut self, f: F) -> Vec<Fut::Output>
     where
         F: Fn(usize) -> Fut + Send + Sync + 'static,
         Fut: Future + 'static,
         Fut::Output: Send + 'static,
     {
+        let location = Location::caller();
         let f = Arc::new(f);
         let cores = self.cores.clone();
         let census = self.census.clone();
@@ -448,7 +514,7 @@ impl Runtime {
             let handles = (0..cores.len())
                 .map(|core| {
                     let f = f.clone();
-                    spawn_on_cores(&cores, &census, core, move || f(core))
+                    spawn_on_cores(&cores, &census, core, move || f(core), location)
                         .unwrap_or_else(|e| panic!("{e}"))
                 })
                 .collect();
@@ -780,6 +846,7 @@ impl Handle {
     ///
     /// If the runtime has no core `core`; [`Handle::try_spawn_on`] returns an error
     /// instead.
+    #[track_caller]
     pub fn spawn_on<F, Fut>(&self, core: usize, f: F) -> JoinHandle<Fut::Output>
     where
         F: FnOnce() -> Fut + Send + 'static,
@@ -787,13 +854,12 @@ impl Handle {
         Fut::Output: Send + 'static,
     {
         match self.cores.upgrade() {
-            Some(cores) => {
-                spawn_on_cores(&cores, &self.census, core, f).unwrap_or_else(|e| panic!("{e}"))
-            }
+            Some(cores) => spawn_on_cores(&cores, &self.census, core, f, Location::caller())
+                .unwrap_or_else(|e| panic!("{e}")),
             None => {
                 // The runtime is gone: the job is dropped unrun, which the handle
                 // reports as a cancelled task.
-                let (join, job) = remote_job(f);
+                let (join, job) = remote_job(f, Location::caller());
                 drop(job);
                 JoinHandle::remote(join)
             }
@@ -802,6 +868,7 @@ impl Handle {
 
     /// Like [`Handle::spawn_on`], but an error, not a panic, for a core the runtime
     /// does not have or a runtime that has been dropped.
+    #[track_caller]
     pub fn try_spawn_on<F, Fut>(&self, core: usize, f: F) -> io::Result<JoinHandle<Fut::Output>>
     where
         F: FnOnce() -> Fut + Send + 'static,
@@ -811,7 +878,7 @@ impl Handle {
         let cores = self.cores.upgrade().ok_or_else(|| {
             io::Error::new(io::ErrorKind::NotConnected, "the runtime has been dropped")
         })?;
-        spawn_on_cores(&cores, &self.census, core, f)
+        spawn_on_cores(&cores, &self.census, core, f, Location::caller())
     }
 
     /// The runtime's number of cores (0 once it has been dropped).
@@ -832,6 +899,7 @@ fn spawn_on_cores<F, Fut>(
     census: &Census,
     index: usize,
     f: F,
+    location: &'static Location<'static>,
 ) -> io::Result<JoinHandle<Fut::Output>>
 where
     F: FnOnce() -> Fut + Send + 'static,
@@ -852,10 +920,10 @@ where
         if core.index == index && Arc::ptr_eq(&core.cores, cores) {
             // Already there: an ordinary local task (which calls `f` when first polled,
             // so a panic in `f` is the task's, as on another core).
-            return Ok(core.tasks.spawn(async move { f().await }));
+            return Ok(core.tasks.spawn_at(async move { f().await }, location));
         }
     }
-    let (join, job) = remote_job(f);
+    let (join, job) = remote_job(f, location);
     // Counted before it can run, so that a graceful shutdown waits for it.
     census.job_sent(index);
     if let Err(job) = cores.send_job(index, job) {
@@ -887,6 +955,7 @@ where
 ///
 /// Outside a runtime, or if the runtime has no core `core` (use
 /// [`Handle::try_spawn_on`] to get an error instead).
+#[track_caller]
 pub fn spawn_on<F, Fut>(core: usize, f: F) -> JoinHandle<Fut::Output>
 where
     F: FnOnce() -> Fut + Send + 'static,
@@ -894,8 +963,10 @@ where
     Fut::Output: Send + 'static,
 {
     match executor::current() {
-        Some(current) => spawn_on_cores(&current.cores, &current.census, core, f)
-            .unwrap_or_else(|e| panic!("{e}")),
+        Some(current) => {
+            spawn_on_cores(&current.cores, &current.census, core, f, Location::caller())
+                .unwrap_or_else(|e| panic!("{e}"))
+        }
         None => panic!("runtime::spawn_on called outside a runtime"),
     }
 }

@@ -24,7 +24,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::fmt;
 use std::future::Future;
-use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::panic::{catch_unwind, AssertUnwindSafe, Location};
 use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -86,13 +86,23 @@ fn wake(id: TaskId) {
 }
 
 /// Spawns a task on the current core. See [`crate::spawn`].
+#[track_caller]
 pub(crate) fn spawn<F>(future: F) -> JoinHandle<F::Output>
 where
     F: Future + 'static,
     F::Output: 'static,
 {
+    spawn_at(future, Location::caller())
+}
+
+/// Spawns a task on the current core, recorded as spawned at `location`.
+pub(crate) fn spawn_at<F>(future: F, location: &'static Location<'static>) -> JoinHandle<F::Output>
+where
+    F: Future + 'static,
+    F::Output: 'static,
+{
     match current() {
-        Some(tasks) => tasks.spawn(future),
+        Some(tasks) => tasks.spawn_at(future, location),
         None => panic!(
             "runtime::spawn called outside a runtime: call it from a future run by \
              Runtime::block_on or by a task"
@@ -148,6 +158,8 @@ impl State {
 /// the task.
 pub(crate) struct Task<R: ?Sized> {
     scheduled: Cell<bool>,
+    /// Where it was spawned, for stall reports.
+    pub(crate) location: &'static Location<'static>,
     pub(crate) run: R,
 }
 
@@ -215,13 +227,19 @@ impl Tasks {
         EnterGuard { prev }
     }
 
-    pub(crate) fn spawn<F>(&self, future: F) -> JoinHandle<F::Output>
+    /// Spawns `future`, recorded as spawned at `location`.
+    pub(crate) fn spawn_at<F>(
+        &self,
+        future: F,
+        location: &'static Location<'static>,
+    ) -> JoinHandle<F::Output>
     where
         F: Future + 'static,
         F::Output: 'static,
     {
         let cell = Rc::new(Task {
             scheduled: Cell::new(true),
+            location,
             run: TaskCell {
                 future: RefCell::new(Some(future)),
                 output: RefCell::new(None),
@@ -501,6 +519,8 @@ trait Join<T> {
     fn take_finished(&self) -> Option<Result<T, JoinError>>;
     fn request_abort(&self) -> bool;
     fn is_finished(&self) -> bool;
+    /// Where the task was spawned (any thread: a plain field never written after).
+    fn location(&self) -> &'static Location<'static>;
     /// Sends the cell home, where a relay task awaits it for the join returned.
     fn relay_home(self: Rc<Self>, id: TaskId) -> Arc<RemoteJoin<T>>;
     /// Sends the cell home to be dropped there.
@@ -556,6 +576,9 @@ impl<F: Future + 'static> Join<F::Output> for Task<TaskCell<F>> {
     }
     fn is_finished(&self) -> bool {
         self.run.is_finished()
+    }
+    fn location(&self) -> &'static Location<'static> {
+        self.location
     }
     fn relay_home(self: Rc<Self>, id: TaskId) -> Arc<RemoteJoin<F::Output>> {
         remote::relay_home(id.core(), self, id)

@@ -40,7 +40,7 @@
 
 use std::future::Future;
 use std::mem::ManuallyDrop;
-use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::panic::{catch_unwind, AssertUnwindSafe, Location};
 use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -192,7 +192,10 @@ impl<T> Drop for Finisher<T> {
 
 /// Makes the job that, run on the target core, calls `f` there and spawns its future;
 /// and the shared state its handle awaits.
-pub(crate) fn remote_job<F, Fut>(f: F) -> (Arc<RemoteJoin<Fut::Output>>, Job)
+pub(crate) fn remote_job<F, Fut>(
+    f: F,
+    location: &'static Location<'static>,
+) -> (Arc<RemoteJoin<Fut::Output>>, Job)
 where
     F: FnOnce() -> Fut + Send + 'static,
     Fut: Future + 'static,
@@ -208,10 +211,13 @@ where
             Err(payload) => finisher.0.finish(Err(JoinError::panic(payload))),
             Ok(future) => {
                 let join = finisher.0.clone();
-                let handle = super::spawn(Forward {
-                    future: Some(future),
-                    finisher,
-                });
+                let handle = super::spawn_at(
+                    Forward {
+                        future: Some(future),
+                        finisher,
+                    },
+                    location,
+                );
                 if let Some(id) = handle.local_id() {
                     join.set_task(id);
                 }
@@ -318,6 +324,7 @@ pub(super) fn relay_home<T: 'static>(
     cell: Rc<dyn Join<T>>,
     id: TaskId,
 ) -> Arc<RemoteJoin<T>> {
+    let location = cell.location();
     let join = RemoteJoin::new();
     if !alive(core) {
         // The last reference, as in `drop_home`: read and drop it here.
@@ -342,7 +349,7 @@ pub(super) fn relay_home<T: 'static>(
             abort_sent: false,
         };
         let join = relay.finisher.0.clone();
-        let handle = super::spawn(relay);
+        let handle = super::spawn_at(relay, location);
         if let Some(id) = handle.local_id() {
             join.set_task(id);
         }

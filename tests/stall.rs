@@ -1,0 +1,161 @@
+//! Stall detection: a poll that holds its core past the threshold is reported once,
+//! with where its task was spawned; polls that do not are never reported; and every
+//! poll lands in the poll-time histogram.
+
+use std::panic::Location;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use runtime::Stall;
+
+/// Holds the core for `d` without yielding (a CPU-bound stretch, as a blocking call
+/// would).
+fn hold_core(d: Duration) {
+    let start = Instant::now();
+    while start.elapsed() < d {
+        std::hint::spin_loop();
+    }
+}
+
+/// A one-core runtime whose stalls (threshold `threshold`) are collected.
+fn watched(threshold: Option<Duration>) -> (runtime::Runtime, Arc<Mutex<Vec<Stall>>>) {
+    let stalls = Arc::new(Mutex::new(Vec::new()));
+    let seen = stalls.clone();
+    let rt = runtime::Builder::new()
+        .cores(1)
+        .pin(false)
+        .stall_threshold(threshold)
+        .on_stall(move |stall| seen.lock().unwrap().push(stall.clone()))
+        .build()
+        .unwrap();
+    (rt, stalls)
+}
+
+#[test]
+fn a_task_that_blocks_is_reported_once_with_its_spawn_location() {
+    let (mut rt, stalls) = watched(Some(Duration::from_millis(50)));
+    let spawned_at = rt.block_on(async {
+        let at = Location::caller().line() + 1;
+        let handle = runtime::spawn(async { hold_core(Duration::from_millis(100)) });
+        handle.await.unwrap();
+        at
+    });
+    let stats = rt.stats();
+    let stalls = stalls.lock().unwrap();
+    assert_eq!(stalls.len(), 1, "{stalls:?}");
+    let stall = &stalls[0];
+    assert_eq!(stall.core, 0);
+    assert_eq!(stall.queue, "default");
+    assert!(
+        stall.duration >= Duration::from_millis(100) && stall.duration < Duration::from_secs(5),
+        "{:?}",
+        stall.duration
+    );
+    let at = stall.location.expect("a task has a spawn location");
+    assert_eq!((at.file(), at.line()), (file!(), spawned_at), "{at}");
+    assert_eq!(stats.stalls, 1);
+    let line = stall.to_string();
+    assert!(
+        line.contains("core 0") && line.contains(file!()) && line.contains("ms"),
+        "{line}"
+    );
+}
+
+#[test]
+fn tasks_that_never_block_are_never_reported() {
+    let (mut rt, stalls) = watched(Some(Duration::from_millis(20)));
+    rt.block_on(async {
+        let handles: Vec<_> = (0..200)
+            .map(|i| {
+                runtime::spawn(async move {
+                    for _ in 0..50 {
+                        runtime::yield_now().await;
+                    }
+                    i
+                })
+            })
+            .collect();
+        for h in handles {
+            h.await.unwrap();
+        }
+    });
+    assert!(
+        stalls.lock().unwrap().is_empty(),
+        "{:?}",
+        stalls.lock().unwrap()
+    );
+    let stats = rt.stats();
+    assert_eq!(stats.stalls, 0);
+    let polls: u64 = stats.poll_times.iter().sum();
+    assert!(polls >= 200 * 51, "every poll is in the histogram: {polls}");
+}
+
+#[test]
+fn the_main_future_is_watched_too() {
+    let (mut rt, stalls) = watched(Some(Duration::from_millis(30)));
+    rt.block_on(async { hold_core(Duration::from_millis(40)) });
+    let stalls = stalls.lock().unwrap();
+    assert_eq!(stalls.len(), 1, "{stalls:?}");
+    assert!(stalls[0].location.is_none());
+    assert!(stalls[0].to_string().contains("block_on"), "{}", stalls[0]);
+}
+
+#[test]
+fn no_threshold_no_reports_but_polls_are_still_timed() {
+    let (mut rt, stalls) = watched(None);
+    rt.block_on(async {
+        runtime::spawn(async { hold_core(Duration::from_millis(3)) })
+            .await
+            .unwrap();
+    });
+    assert!(stalls.lock().unwrap().is_empty());
+    let stats = rt.stats();
+    assert_eq!(stats.stalls, 0);
+    // 1-10 ms: the 3 ms poll.
+    assert_eq!(stats.poll_times[3], 1, "{:?}", stats.poll_times);
+    assert_eq!(stats.poll_times[4] + stats.poll_times[5], 0);
+}
+
+#[test]
+fn a_panicking_hook_does_not_stop_the_core() {
+    let mut rt = runtime::Builder::new()
+        .cores(1)
+        .pin(false)
+        .stall_threshold(Some(Duration::from_millis(5)))
+        .on_stall(|_| panic!("the hook fails"))
+        .build()
+        .unwrap();
+    let out = rt.block_on(async {
+        runtime::spawn(async { hold_core(Duration::from_millis(10)) })
+            .await
+            .unwrap();
+        runtime::spawn(async { 42 }).await.unwrap()
+    });
+    assert_eq!(out, 42);
+    assert_eq!(rt.stats().stalls, 1);
+}
+
+#[test]
+fn a_task_sent_to_another_core_is_reported_there_with_its_location() {
+    let stalls = Arc::new(Mutex::new(Vec::new()));
+    let seen = stalls.clone();
+    let mut rt = runtime::Builder::new()
+        .cores(2)
+        .pin(false)
+        .stall_threshold(Some(Duration::from_millis(20)))
+        .on_stall(move |stall| seen.lock().unwrap().push(stall.clone()))
+        .build()
+        .unwrap();
+    let at = rt.block_on(async {
+        let at = Location::caller().line() + 1;
+        let handle = runtime::spawn_on(1, || async { hold_core(Duration::from_millis(30)) });
+        handle.await.unwrap();
+        at
+    });
+    drop(rt);
+    let stalls = stalls.lock().unwrap();
+    assert_eq!(stalls.len(), 1, "{stalls:?}");
+    assert_eq!(stalls[0].core, 1);
+    let location = stalls[0].location.unwrap();
+    assert_eq!((location.file(), location.line()), (file!(), at));
+}
