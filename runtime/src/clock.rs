@@ -40,13 +40,35 @@ fn source() -> &'static Source {
 /// The time now.
 #[inline]
 pub(crate) fn now() -> Ticks {
-    let source = source();
-    #[cfg(target_arch = "x86_64")]
-    if source.tsc_per_ns.is_some() {
-        // SAFETY: `rdtsc` has no preconditions; every x86_64 CPU has it.
-        return unsafe { core::arch::x86_64::_rdtsc() };
+    Clock::get().now()
+}
+
+/// The process's clock, looked up once, for a caller that reads it often.
+#[derive(Clone, Copy)]
+pub(crate) struct Clock {
+    source: &'static Source,
+    tsc: bool,
+}
+
+impl Clock {
+    pub(crate) fn get() -> Clock {
+        let source = source();
+        Clock {
+            source,
+            tsc: source.tsc_per_ns.is_some(),
+        }
     }
-    source.origin.elapsed().as_nanos() as Ticks
+
+    /// The time now.
+    #[inline(always)]
+    pub(crate) fn now(self) -> Ticks {
+        #[cfg(target_arch = "x86_64")]
+        if self.tsc {
+            // SAFETY: `rdtsc` has no preconditions; every x86_64 CPU has it.
+            return unsafe { core::arch::x86_64::_rdtsc() };
+        }
+        self.source.origin.elapsed().as_nanos() as Ticks
+    }
 }
 
 /// A difference of two readings as a duration.

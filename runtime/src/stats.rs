@@ -52,8 +52,11 @@ pub(crate) struct Counters {
     pub(crate) msg_ring_wakes: Counter,
     /// Wake-ups of other cores sent as a write to their eventfd from this core.
     pub(crate) eventfd_wakes: Counter,
-    /// Polls by how long they took (`CoreStats::poll_times`).
-    pub(crate) poll_times: [Counter; POLL_BUCKETS],
+    /// Polls by how long they took (`CoreStats::poll_times`), but the first bucket,
+    /// which is all the others leave of `tasks_polled + main_polls`.
+    pub(crate) poll_times: [Counter; POLL_BUCKETS - 1],
+    /// Polls of the future given to `block_on`.
+    pub(crate) main_polls: Counter,
     /// Polls that took at least the stall threshold.
     pub(crate) stalls: Counter,
     /// Wake-ups written to this core's eventfd by any thread: the only counter with
@@ -74,6 +77,17 @@ impl Counters {
         self.eventfd_wakes_received.fetch_add(1, Relaxed);
     }
 
+    fn poll_times(&self) -> [u64; POLL_BUCKETS] {
+        let mut times = [0; POLL_BUCKETS];
+        for (time, counter) in times[1..].iter_mut().zip(&self.poll_times) {
+            *time = counter.get();
+        }
+        let polls = self.tasks_polled.get() + self.main_polls.get();
+        // Read at slightly different moments: never below zero.
+        times[0] = polls.saturating_sub(times[1..].iter().sum());
+        times
+    }
+
     pub(crate) fn snapshot(&self) -> CoreStats {
         CoreStats {
             ops_submitted: self.ops_submitted.get(),
@@ -89,7 +103,7 @@ impl Counters {
             eventfd_wakes_sent: self.eventfd_wakes.get(),
             eventfd_wakes_received: self.eventfd_wakes_received.load(Relaxed),
             timers_fired: self.timers_fired.get(),
-            poll_times: self.poll_times.each_ref().map(Counter::get),
+            poll_times: self.poll_times(),
             stalls: self.stalls.get(),
             ring: RingFlags::from_bits(self.ring.load(Relaxed)),
         }

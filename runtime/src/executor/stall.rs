@@ -14,7 +14,7 @@ use std::panic::Location;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::clock::{self, Ticks};
+use crate::clock::{self, Clock, Ticks};
 
 /// The default stall threshold.
 pub(crate) const DEFAULT_STALL: Duration = Duration::from_millis(50);
@@ -100,6 +100,9 @@ impl fmt::Debug for StallHook {
 /// One core's view of poll times: the histogram's bounds and the stall threshold in
 /// clock ticks, and the hook.
 pub(crate) struct PollWatch {
+    pub(crate) clock: Clock,
+    /// The first bound: a poll shorter than this (most) needs nothing more.
+    pub(crate) quick: Ticks,
     bounds: [Ticks; 5],
     /// `Ticks::MAX` when stalls are not reported.
     threshold: Ticks,
@@ -111,8 +114,11 @@ pub(crate) struct PollWatch {
 
 impl PollWatch {
     pub(crate) fn new(threshold: Option<Duration>, hook: StallHook) -> PollWatch {
+        let bounds = BUCKETS.map(clock::from_duration);
         PollWatch {
-            bounds: BUCKETS.map(clock::from_duration),
+            clock: Clock::get(),
+            quick: bounds[0].min(threshold.map_or(Ticks::MAX, clock::from_duration)),
+            bounds,
             threshold: threshold.map_or(Ticks::MAX, |t| clock::from_duration(t).max(1)),
             hook,
             last_line: Cell::new(None),
@@ -121,7 +127,6 @@ impl PollWatch {
     }
 
     /// The histogram bucket of a poll that took `ticks`.
-    #[inline]
     pub(crate) fn bucket(&self, ticks: Ticks) -> usize {
         self.bounds.iter().take_while(|&&b| ticks >= b).count()
     }
