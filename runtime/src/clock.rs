@@ -37,12 +37,6 @@ fn source() -> &'static Source {
     })
 }
 
-/// The time now.
-#[inline]
-pub(crate) fn now() -> Ticks {
-    Clock::get().now()
-}
-
 /// The process's clock, looked up once, for a caller that reads it often.
 #[derive(Clone, Copy)]
 pub(crate) struct Clock {
@@ -123,12 +117,13 @@ mod tests {
 
     #[test]
     fn readings_advance_with_time_and_convert_back() {
-        let start = now();
+        let clock = Clock::get();
+        let start = clock.now();
         let t = Instant::now();
         while t.elapsed() < Duration::from_millis(5) {
             std::hint::spin_loop();
         }
-        let measured = to_duration(now() - start);
+        let measured = to_duration(clock.now() - start);
         let real = t.elapsed();
         // Within 10% of what Instant says.
         assert!(
