@@ -155,7 +155,7 @@ async fn main() -> io::Result<()> {
     for core in 0..cores {
         let keys =
             runtime::spawn_on(core, || async { SHARD.with(|shard| shard.borrow().len()) }).await?;
-        let stats = runtime::Handle::current().stats()[core];
+        let stats = runtime::Handle::current().stats().swap_remove(core);
         println!(
             "core {core}: {keys} keys; {} wakes and jobs sent, {} received, {} io_uring_enter calls",
             stats.remote_wakes_sent, stats.remote_wakes_received, stats.enters

@@ -273,7 +273,7 @@ fn sqpoll_submits_without_entering_the_kernel() {
             timeout(BOUND, runtime::nop()).await.unwrap().unwrap();
         }
         let after = runtime::stats();
-        let mut delta = after;
+        let mut delta = after.clone();
         delta.enters = after.enters - before.enters;
         delta.ops_completed = after.ops_completed - before.ops_completed;
         delta

@@ -50,7 +50,7 @@ mod runtime;
 pub mod signal;
 mod stats;
 mod sys;
-mod task;
+pub mod task;
 pub mod time;
 
 pub use executor::Stall;
@@ -59,7 +59,7 @@ pub use runtime::{
     ShutdownReport, BACKEND_ENV,
 };
 pub use runtime_macros::{main, test};
-pub use stats::{CoreStats, RingFlags, POLL_BUCKETS};
+pub use stats::{CoreStats, QueueStats, RingFlags, POLL_BUCKETS};
 pub use sys::probe::Probe;
 pub use task::{JoinError, JoinHandle};
 

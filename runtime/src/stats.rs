@@ -14,6 +14,10 @@
 
 use std::fmt;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+
+use crate::clock;
+use crate::task::QueueCounters;
 
 /// Buckets of [`CoreStats::poll_times`].
 pub const POLL_BUCKETS: usize = 6;
@@ -31,6 +35,12 @@ impl Counter {
 
     pub(crate) fn get(&self) -> u64 {
         self.0.load(Relaxed)
+    }
+
+    /// For a gauge: the value now.
+    #[inline]
+    pub(crate) fn set(&self, n: u64) {
+        self.0.store(n, Relaxed);
     }
 }
 
@@ -64,12 +74,49 @@ pub(crate) struct Counters {
     eventfd_wakes_received: AtomicU64,
     /// The core's [`RingFlags`] as bits, stored once when its ring is set up.
     ring: AtomicU32,
+    /// The core's task queues but the default one (locked when a queue comes or goes,
+    /// and by readers); the default queue's counters.
+    queues: Mutex<Vec<Arc<QueueCounters>>>,
+    default_queue: OnceLock<Arc<QueueCounters>>,
 }
 
 impl Counters {
     /// Records the setup of this core's ring (once, by the core, before it runs).
     pub(crate) fn set_ring(&self, flags: RingFlags) {
         self.ring.store(flags.to_bits(), Relaxed);
+    }
+
+    /// Lists a task queue's counters (the first one listed is the default queue's).
+    pub(crate) fn add_queue(&self, queue: Arc<QueueCounters>) {
+        if let Err(queue) = self.default_queue.set(queue) {
+            self.lock_queues().push(queue);
+        }
+    }
+
+    /// Forgets a task queue that is gone.
+    pub(crate) fn remove_queue(&self, queue: &Arc<QueueCounters>) {
+        self.lock_queues().retain(|q| !Arc::ptr_eq(q, queue));
+    }
+
+    fn lock_queues(&self) -> std::sync::MutexGuard<'_, Vec<Arc<QueueCounters>>> {
+        self.queues.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn queue_stats(&self) -> Vec<QueueStats> {
+        let stats = |q: &Arc<QueueCounters>| QueueStats {
+            name: q.name.clone(),
+            shares: q.shares,
+            latency: *q.latency.lock().unwrap_or_else(PoisonError::into_inner),
+            run_time: clock::to_duration(q.run_ticks.get()),
+            polls: q.polls.get(),
+            ready: q.ready.get(),
+        };
+        self.default_queue
+            .get()
+            .into_iter()
+            .map(stats)
+            .chain(self.lock_queues().iter().map(stats))
+            .collect()
     }
 
     /// Counts a wake-up written to this core's eventfd (from any thread).
@@ -105,6 +152,7 @@ impl Counters {
             timers_fired: self.timers_fired.get(),
             poll_times: self.poll_times(),
             stalls: self.stalls.get(),
+            queues: self.queue_stats(),
             ring: RingFlags::from_bits(self.ring.load(Relaxed)),
         }
     }
@@ -122,7 +170,7 @@ impl Counters {
 /// assert!(stats.ops_completed >= 1);
 /// # Ok::<(), std::io::Error>(())
 /// ```
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct CoreStats {
     /// Operations queued for the kernel.
@@ -168,8 +216,30 @@ pub struct CoreStats {
     /// Polls that ran at least the stall threshold
     /// ([`Builder::stall_threshold`](crate::Builder::stall_threshold)).
     pub stalls: u64,
+    /// The core's task queues: the default one first, then those made with
+    /// [`TaskQueue::new`](crate::task::TaskQueue::new) that still exist.
+    pub queues: Vec<QueueStats>,
     /// What this core's ring really got from `io_uring_setup`.
     pub ring: RingFlags,
+}
+
+/// One task queue of a core, in [`CoreStats::queues`].
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct QueueStats {
+    /// Its name (`"default"` for the queue [`crate::spawn`] uses).
+    pub name: String,
+    /// Its shares of the core's time.
+    pub shares: u32,
+    /// Its latency bound, if it has one.
+    pub latency: Option<std::time::Duration>,
+    /// How long its tasks' polls ran, in all.
+    pub run_time: std::time::Duration,
+    /// Its tasks' polls.
+    pub polls: u64,
+    /// Its tasks that were ready to run (woken, not yet polled) at the end of its
+    /// last tick.
+    pub ready: u64,
 }
 
 /// The setup a core's ring really got: the optional `io_uring_setup` flags the kernel

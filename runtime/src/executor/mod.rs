@@ -239,18 +239,21 @@ impl Executor {
         self.block_on(Stopped(&self.core));
     }
 
-    /// Polls the tasks that were queued when the tick began (at most `TICK_BUDGET`),
-    /// taken off the run queue in one batch.
+    /// Polls the tasks of one queue that were ready when the tick began (at most
+    /// `TICK_BUDGET`, taken off its run list in one batch; and, while the core is
+    /// shared between queues, for at most the queues' slice of time).
     fn tick(&self) {
         let tasks = &self.core.tasks;
+        let clock = self.watch.clock;
         let mut batch = self.batch.borrow_mut();
-        if !tasks.take_batch(&mut batch, TICK_BUDGET) {
+        let Some(pick) = tasks.take_batch(&mut batch, TICK_BUDGET, || clock.now()) else {
             return;
-        }
+        };
         let _polls = crate::coop::polls();
         // One reading per poll: the end of one is the start of the next.
-        let clock = self.watch.clock;
-        let mut start = clock.now();
+        let begin = clock.now();
+        let mut start = begin;
+        let mut polls = 0;
         for ready in batch.iter() {
             ready.task.unschedule();
             let waker = ready.id.waker();
@@ -260,17 +263,30 @@ impl Executor {
                 tasks.remove(ready.id);
             }
             let end = clock.now();
-            self.polled(end.wrapping_sub(start), Some(ready));
+            self.polled(end.wrapping_sub(start), Some((ready, pick.queue)));
             start = end;
+            polls += 1;
+            if pick
+                .slice
+                .is_some_and(|slice| end.wrapping_sub(begin) >= slice)
+            {
+                break;
+            }
         }
-        batch.clear();
+        tasks.end_tick(
+            pick.queue,
+            &mut batch,
+            polls,
+            start.wrapping_sub(begin),
+            start,
+        );
     }
 
     /// Accounts for one poll that took `ticks`: of `task`, or of the main future.
     /// Most polls are shorter than the histogram's first bound, and cost one compare:
     /// that bucket is every poll less the others (`Counters::snapshot`).
     #[inline(always)]
-    fn polled(&self, ticks: Ticks, task: Option<&crate::task::Ready>) {
+    fn polled(&self, ticks: Ticks, task: Option<(&crate::task::Ready, u16)>) {
         if ticks >= self.watch.quick {
             self.slow_poll(ticks, task);
         }
@@ -278,7 +294,7 @@ impl Executor {
 
     #[cold]
     #[inline(never)]
-    fn slow_poll(&self, ticks: Ticks, task: Option<&crate::task::Ready>) {
+    fn slow_poll(&self, ticks: Ticks, task: Option<(&crate::task::Ready, u16)>) {
         let bucket = self.watch.bucket(ticks);
         if bucket > 0 {
             self.core.counters.poll_times[bucket - 1].add(1);
@@ -290,8 +306,8 @@ impl Executor {
         self.watch.report(Stall {
             core: self.core.index,
             duration: clock::to_duration(ticks),
-            queue: String::from("default"),
-            location: task.map(|t| t.task.location),
+            queue: task.map_or_else(String::new, |(_, q)| self.core.tasks.queue_name(q)),
+            location: task.map(|(t, _)| t.task.location),
         });
     }
 

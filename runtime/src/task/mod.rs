@@ -21,7 +21,6 @@
 
 use std::any::Any;
 use std::cell::{Cell, RefCell};
-use std::collections::VecDeque;
 use std::fmt;
 use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe, Location};
@@ -33,11 +32,17 @@ use std::task::{Context, Poll, Waker};
 
 use slab::Slab;
 
+use crate::clock;
 use crate::stats::Counters;
 
 mod owner;
+mod queue;
 mod remote;
 mod waker;
+
+use queue::Queues;
+pub(crate) use queue::{Pick, QueueCounters};
+pub use queue::{TaskQueue, MAX_SHARES};
 
 pub(crate) use owner::Owner;
 pub(crate) use remote::{remote_job, set_remote, Job, RemoteJoin};
@@ -120,21 +125,16 @@ pub(crate) struct Tasks {
     counters: Arc<Counters>,
 }
 
-/// The task table and the run queue, borrowed together.
+/// The task table and the task queues with their run lists, borrowed together.
 struct State {
     table: Slab<Entry>,
-    /// Each entry carries what polling needs (the id and the task), so taking the next
-    /// task looks nothing up. A tick takes the whole queue at once (a swap) when it
-    /// holds no more than the tick's budget.
-    queue: Vec<Ready>,
-    /// Entries older than all of `queue`, left over when a tick found more than its
-    /// budget: each entry moves here at most once, and ticks take from its front, so
-    /// a long queue costs no more per task than a short one.
-    backlog: VecDeque<Ready>,
+    queues: Queues,
 }
 
 struct Entry {
     generation: u32,
+    /// The task's queue (0: the default one).
+    queue: u16,
     task: TaskRef,
 }
 
@@ -142,14 +142,14 @@ impl State {
     /// Queues the live task `id` unless it is queued already.
     #[inline]
     fn schedule(&mut self, id: TaskId) {
-        let task = match self.table.get(id.index() as usize) {
+        let (queue, task) = match self.table.get(id.index() as usize) {
             Some(entry) if entry.generation == id.generation() && !entry.task.scheduled.get() => {
                 entry.task.scheduled.set(true);
-                entry.task.clone()
+                (entry.queue, entry.task.clone())
             }
             _ => return,
         };
-        push_ready(&mut self.queue, id, task);
+        push_ready(&mut self.queues.list(queue).queue, id, task);
     }
 }
 
@@ -207,12 +207,13 @@ pub(crate) struct Ready {
 
 impl Tasks {
     pub(crate) fn new(core: u16, counters: Arc<Counters>) -> Tasks {
+        let queues = Queues::new();
+        counters.add_queue(queues.default.counters.clone());
         Tasks {
             core,
             state: RefCell::new(State {
                 table: Slab::new(),
-                queue: Vec::new(),
-                backlog: VecDeque::new(),
+                queues,
             }),
             generation: Cell::new(0),
             main_woken: Cell::new(false),
@@ -227,9 +228,23 @@ impl Tasks {
         EnterGuard { prev }
     }
 
-    /// Spawns `future`, recorded as spawned at `location`.
+    /// Spawns `future` in the default queue, recorded as spawned at `location`.
     pub(crate) fn spawn_at<F>(
         &self,
+        future: F,
+        location: &'static Location<'static>,
+    ) -> JoinHandle<F::Output>
+    where
+        F: Future + 'static,
+        F::Output: 'static,
+    {
+        self.spawn_in(0, future, location)
+    }
+
+    /// Spawns `future` in queue `queue`, recorded as spawned at `location`.
+    pub(crate) fn spawn_in<F>(
+        &self,
+        queue: u16,
         future: F,
         location: &'static Location<'static>,
     ) -> JoinHandle<F::Output>
@@ -259,6 +274,7 @@ impl Tasks {
         let mut state = self.state.borrow_mut();
         let index = state.table.insert(Entry {
             generation,
+            queue,
             task: cell.clone(),
         });
         assert!(
@@ -266,7 +282,9 @@ impl Tasks {
             "more than {MAX_TASKS} live tasks on one core"
         );
         let id = TaskId::new(self.core, index as u32, generation);
-        state.queue.push(Ready {
+        let queue = state.queues.get(queue);
+        queue.live += 1;
+        queue.list.queue.push(Ready {
             id,
             task: cell.clone(),
         });
@@ -339,10 +357,7 @@ impl Tasks {
     }
 
     pub(crate) fn has_ready(&self) -> bool {
-        self.main_woken.get() || {
-            let state = self.state.borrow();
-            !state.queue.is_empty() || !state.backlog.is_empty()
-        }
+        self.main_woken.get() || self.state.borrow().queues.has_ready()
     }
 
     /// Tasks spawned and not yet finished (the main future is not one).
@@ -350,29 +365,49 @@ impl Tasks {
         self.state.borrow().table.len()
     }
 
-    /// Moves up to `max` tasks from the front of the run queue to `batch` (in order);
-    /// `false` if there were none. Each is marked unscheduled only when it is polled
-    /// ([`Task::unschedule`]), so a wake before then does not queue it twice.
-    pub(crate) fn take_batch(&self, batch: &mut Vec<Ready>, max: usize) -> bool {
-        debug_assert!(batch.is_empty());
-        let mut state = self.state.borrow_mut();
-        let state = &mut *state;
-        if state.backlog.is_empty() {
-            let n = state.queue.len();
-            if n == 0 {
-                return false;
-            }
-            if n <= max {
-                std::mem::swap(batch, &mut state.queue);
-                self.counters.tasks_polled.add(n as u64);
-                return true;
-            }
-            state.backlog.extend(state.queue.drain(..));
-        }
-        let n = state.backlog.len().min(max);
-        batch.extend(state.backlog.drain(..n));
-        self.counters.tasks_polled.add(n as u64);
-        true
+    /// Chooses the queue a tick polls (see `queue.rs`) and moves up to `max` of its
+    /// ready tasks to `batch`, in order; `None` if no task is ready. Each is marked
+    /// unscheduled only when it is polled ([`Task::unschedule`]), so a wake before
+    /// then does not queue it twice. `now` reads the clock, if the choice needs it.
+    #[inline]
+    pub(crate) fn take_batch(
+        &self,
+        batch: &mut Vec<Ready>,
+        max: usize,
+        now: impl FnOnce() -> clock::Ticks,
+    ) -> Option<Pick> {
+        self.state.borrow_mut().queues.take(batch, max, now)
+    }
+
+    /// Ends a tick of queue `queue` that polled the first `polls` tasks of `batch` in
+    /// `ticks` (ending at `end`): charges the queue and puts the rest back in front.
+    #[inline]
+    pub(crate) fn end_tick(
+        &self,
+        queue: u16,
+        batch: &mut Vec<Ready>,
+        polls: usize,
+        ticks: clock::Ticks,
+        end: clock::Ticks,
+    ) {
+        self.counters.tasks_polled.add(polls as u64);
+        let rest = batch.drain(polls..);
+        self.state
+            .borrow_mut()
+            .queues
+            .charge(queue, ticks, polls, end, rest);
+        batch.clear();
+    }
+
+    /// The name of queue `queue`, for a stall report.
+    pub(crate) fn queue_name(&self, queue: u16) -> String {
+        self.state
+            .borrow_mut()
+            .queues
+            .get(queue)
+            .counters
+            .name
+            .clone()
     }
 
     /// Forgets a task that has finished.
@@ -384,7 +419,12 @@ impl Tasks {
             .is_some_and(|e| e.generation == id.generation())
         {
             let entry = state.table.remove(id.index() as usize);
+            state.queues.get(entry.queue).live -= 1;
+            let released = state.queues.release_if_unused(entry.queue);
             drop(state);
+            if let Some(queue) = released {
+                self.counters.remove_queue(&queue.counters);
+            }
             // The cell may be the last reference; its output's drop runs unborrowed.
             drop(entry);
         }
@@ -394,15 +434,18 @@ impl Tasks {
     /// are cancelled at once.
     pub(crate) fn close(&self) -> usize {
         self.closing.set(true);
-        let (table, queue, backlog) = {
+        let (table, lists) = {
             let mut state = self.state.borrow_mut();
-            (
-                std::mem::take(&mut state.table),
-                std::mem::take(&mut state.queue),
-                std::mem::take(&mut state.backlog),
-            )
+            let queues = &mut state.queues;
+            let mut lists = vec![queues.default.list.clear()];
+            lists.extend(queues.others.iter_mut().flatten().map(|q| {
+                q.live = 0;
+                q.list.clear()
+            }));
+            queues.default.live = 0;
+            (std::mem::take(&mut state.table), lists)
         };
-        drop((queue, backlog));
+        drop(lists);
         let cancelled = table.len();
         for (_, entry) in table {
             entry.task.run.cancel();
