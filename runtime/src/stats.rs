@@ -42,6 +42,14 @@ impl Counter {
     pub(crate) fn set(&self, n: u64) {
         self.0.store(n, Relaxed);
     }
+
+    /// For a high-water mark: `n` if it is higher.
+    #[inline]
+    pub(crate) fn raise(&self, n: u64) {
+        if n > self.0.load(Relaxed) {
+            self.0.store(n, Relaxed);
+        }
+    }
 }
 
 /// The counters of one core.
@@ -67,6 +75,16 @@ pub(crate) struct Counters {
     pub(crate) poll_times: [Counter; POLL_BUCKETS - 1],
     /// Polls of the future given to `block_on`.
     pub(crate) main_polls: Counter,
+    /// Ops the kernel (or the readiness backend) holds, as of the last reap.
+    pub(crate) ops_in_flight: Counter,
+    /// The most SQEs one `io_uring_enter` submitted.
+    pub(crate) sq_max: Counter,
+    /// The most CQEs one reap found.
+    pub(crate) cq_max: Counter,
+    /// Enters that found CQEs waiting in the kernel's overflow list.
+    pub(crate) cq_overflows: Counter,
+    /// The kernel's count of CQEs it could not keep (`cq.overflow`).
+    pub(crate) cqes_lost: Counter,
     /// Polls that took at least the stall threshold.
     pub(crate) stalls: Counter,
     /// Wake-ups written to this core's eventfd by any thread: the only counter with
@@ -136,6 +154,12 @@ impl Counters {
     }
 
     pub(crate) fn snapshot(&self) -> CoreStats {
+        let mut stats = self.counts();
+        stats.run_queue = stats.queues.iter().map(|q| q.ready).sum();
+        stats
+    }
+
+    fn counts(&self) -> CoreStats {
         CoreStats {
             ops_submitted: self.ops_submitted.get(),
             ops_withdrawn: self.ops_withdrawn.get(),
@@ -152,6 +176,12 @@ impl Counters {
             timers_fired: self.timers_fired.get(),
             poll_times: self.poll_times(),
             stalls: self.stalls.get(),
+            ops_in_flight: self.ops_in_flight.get(),
+            sq_entries_max: self.sq_max.get(),
+            cq_entries_max: self.cq_max.get(),
+            cq_overflows: self.cq_overflows.get(),
+            cqes_lost: self.cqes_lost.get(),
+            run_queue: 0,
             queues: self.queue_stats(),
             ring: RingFlags::from_bits(self.ring.load(Relaxed)),
         }
@@ -216,6 +246,23 @@ pub struct CoreStats {
     /// Polls that ran at least the stall threshold
     /// ([`Builder::stall_threshold`](crate::Builder::stall_threshold)).
     pub stalls: u64,
+    /// Operations the kernel (or, on epoll, the readiness backend) held at the core's
+    /// last reap of completions.
+    pub ops_in_flight: u64,
+    /// The most submission-queue entries one `io_uring_enter` handed over (how full
+    /// the SQ got; its size is `Builder::ring_entries`).
+    pub sq_entries_max: u64,
+    /// The most completions one reap found (how full the CQ got; twice the SQ's size).
+    pub cq_entries_max: u64,
+    /// `io_uring_enter` calls that found completions waiting in the kernel's overflow
+    /// list because the CQ was full (none are lost: they are reaped next).
+    pub cq_overflows: u64,
+    /// Completions the kernel could not keep at all (its `overflow` count; it should
+    /// stay 0).
+    pub cqes_lost: u64,
+    /// Tasks ready to run (woken, not yet polled) over all the core's queues, as of
+    /// each queue's last tick.
+    pub run_queue: u64,
     /// The core's task queues: the default one first, then those made with
     /// [`TaskQueue::new`](crate::task::TaskQueue::new) that still exist.
     pub queues: Vec<QueueStats>,

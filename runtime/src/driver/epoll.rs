@@ -375,6 +375,7 @@ impl Poller {
                 false
             });
         }
+        counters.ops_in_flight.set(slots.in_flight() as u64);
     }
 
     /// The core stops: new waits fail; waits still in the table are withdrawn by their

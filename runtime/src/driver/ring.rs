@@ -109,9 +109,14 @@ impl Inner {
     ) -> std::io::Result<()> {
         let (to_submit, mut flags) = {
             let sq = self.ring.submission();
+            if sq.cq_overflow() {
+                // CQEs the CQ had no room for wait in the kernel's overflow list.
+                self.counters.cq_overflows.add(1);
+            }
             let getevents = wait || sq.taskrun() || sq.cq_overflow();
             (sq.len() as u32, if getevents { ENTER_GETEVENTS } else { 0 })
         };
+        self.counters.sq_max.raise(u64::from(to_submit));
         if self.sqpoll {
             if to_submit > 0 && self.ring.submission().need_wakeup() {
                 flags |= ENTER_SQ_WAKEUP;
@@ -193,9 +198,14 @@ impl Inner {
             }
         }
         counters.cqes.add(cqes);
+        counters.cq_max.raise(cqes);
         counters
             .ops_completed
             .add((in_flight - slots.in_flight()) as u64);
+        counters.ops_in_flight.set(slots.in_flight() as u64);
+        counters
+            .cqes_lost
+            .set(u64::from(ring.completion().overflow()));
     }
 
     /// Keeps a read of the wake-up eventfd in the ring, so a write ends a park.
