@@ -142,6 +142,14 @@ impl Executor {
             driver::Choice::Epoll => Driver::new_epoll(config, counters.clone())?,
         };
         driver.set_wake_fd(inbox.eventfd());
+        #[cfg(feature = "tracing")]
+        tracing::info!(
+            target: "runtime::setup",
+            core = index,
+            backend = if driver.ring_fd().is_some() { "io_uring" } else { "epoll" },
+            ring = %counters.snapshot().ring,
+            "core set up"
+        );
         let tasks = Tasks::new(inbox.core(), counters.clone());
         Ok(Executor {
             core: Rc::new(Core {
@@ -259,9 +267,20 @@ impl Executor {
             let waker = ready.id.waker();
             let mut cx = Context::from_waker(&waker);
             crate::coop::refill();
+            #[cfg(feature = "tracing")]
+            let span = tracing::trace_span!(
+                target: "runtime::poll",
+                "poll",
+                core = self.core.index,
+                queue = pick.queue,
+                spawned = %ready.task.location,
+            )
+            .entered();
             if ready.task.run.poll(&mut cx) {
                 tasks.remove(ready.id);
             }
+            #[cfg(feature = "tracing")]
+            drop(span);
             let end = clock.now();
             self.polled(end.wrapping_sub(start), Some((ready, pick.queue)));
             start = end;
@@ -303,12 +322,22 @@ impl Executor {
             return;
         }
         self.core.counters.stalls.add(1);
-        self.watch.report(Stall {
+        let stall = Stall {
             core: self.core.index,
             duration: clock::to_duration(ticks),
             queue: task.map_or_else(String::new, |(_, q)| self.core.tasks.queue_name(q)),
             location: task.map(|(t, _)| t.task.location),
-        });
+        };
+        #[cfg(feature = "tracing")]
+        tracing::warn!(
+            target: "runtime::stall",
+            core = stall.core,
+            duration_ms = stall.duration.as_secs_f64() * 1e3,
+            queue = %stall.queue,
+            spawned = ?stall.location.map(|l| l.to_string()),
+            "a poll held the core past the stall threshold"
+        );
+        self.watch.report(stall);
     }
 
     #[inline]

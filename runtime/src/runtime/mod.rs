@@ -260,6 +260,14 @@ impl Builder {
             ));
         }
         let (choice, fallback) = backend::choose(self.backend)?;
+        #[cfg(feature = "tracing")]
+        if let Some(reason) = &fallback {
+            tracing::warn!(
+                target: "runtime::backend",
+                reason = %reason,
+                "io_uring is not available: running on the epoll backend"
+            );
+        }
         crate::buf::fixed::check_config(self.fixed_buffers.0, self.fixed_buffers.1)?;
         let config = driver::Config {
             entries: self.ring_entries,
