@@ -282,9 +282,11 @@ impl Tasks {
             "more than {MAX_TASKS} live tasks on one core"
         );
         let id = TaskId::new(self.core, index as u32, generation);
-        let queue = state.queues.get(queue);
-        queue.live += 1;
-        queue.list.queue.push(Ready {
+        if queue != 0 {
+            // The default queue lives as long as the core: its tasks are not counted.
+            state.queues.get(queue).live += 1;
+        }
+        state.queues.list(queue).queue.push(Ready {
             id,
             task: cell.clone(),
         });
@@ -419,14 +421,28 @@ impl Tasks {
             .is_some_and(|e| e.generation == id.generation())
         {
             let entry = state.table.remove(id.index() as usize);
-            state.queues.get(entry.queue).live -= 1;
-            let released = state.queues.release_if_unused(entry.queue);
-            drop(state);
-            if let Some(queue) = released {
-                self.counters.remove_queue(&queue.counters);
+            if entry.queue != 0 {
+                drop(state);
+                self.left_queue(entry.queue);
+            } else {
+                drop(state);
             }
             // The cell may be the last reference; its output's drop runs unborrowed.
             drop(entry);
+        }
+    }
+
+    /// A task of queue `queue` (not the default one) is gone: so is the queue if
+    /// nothing else refers to it.
+    #[cold]
+    fn left_queue(&self, queue: u16) {
+        let released = {
+            let mut state = self.state.borrow_mut();
+            state.queues.get(queue).live -= 1;
+            state.queues.release_if_unused(queue)
+        };
+        if let Some(queue) = released {
+            self.counters.remove_queue(&queue.counters);
         }
     }
 
@@ -442,7 +458,6 @@ impl Tasks {
                 q.live = 0;
                 q.list.clear()
             }));
-            queues.default.live = 0;
             (std::mem::take(&mut state.table), lists)
         };
         drop(lists);

@@ -112,7 +112,7 @@ pub(super) struct Queue {
     due_after: Option<Ticks>,
     vtime: u128,
     last_run: Ticks,
-    /// Live tasks of this queue.
+    /// Live tasks of this queue (not counted for the default queue).
     pub(super) live: usize,
     /// `TaskQueue` handles to it (none for the default queue, which lives as long as
     /// the core).
@@ -350,7 +350,11 @@ impl Queues {
             },
         };
         queue.list.put_back(rest);
-        queue.vtime += u128::from(ticks) * SCALE / u128::from(queue.shares);
+        if self.extra > 0 {
+            // Virtual time matters only while there are queues to share with; the
+            // default queue alone starts from the floor when one is made.
+            queue.vtime += u128::from(ticks) * SCALE / u128::from(queue.shares);
+        }
         queue.last_run = end;
         let counters = &queue.counters;
         counters.run_ticks.add(ticks);
