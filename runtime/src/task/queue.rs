@@ -249,6 +249,13 @@ impl Queues {
         self.extra -= 1;
         if queue.due_after.is_some() {
             self.bounded -= 1;
+            // The slice follows the least bound of the queues that are left.
+            self.slice = self
+                .others
+                .iter()
+                .flatten()
+                .filter_map(|q| q.due_after)
+                .fold(clock::from_duration(SLICE), Ticks::min);
         }
         Some(queue)
     }
