@@ -51,6 +51,8 @@ mod stats;
 mod sys;
 mod task;
 pub mod time;
+#[cfg(feature = "tokio-bridge")]
+pub mod tokio_bridge;
 
 pub use runtime::{
     backend, core_count, core_id, spawn_on, stats, Backend, Builder, Handle, Runtime,

@@ -49,6 +49,7 @@ pub struct Builder {
     fixed_buffers: (u16, usize),
     fixed_files: u32,
     backend: Backend,
+    tokio_bridge: bool,
 }
 
 impl Default for Builder {
@@ -74,6 +75,7 @@ impl Builder {
             fixed_buffers: (0, 0),
             fixed_files: 256,
             backend: Backend::Auto,
+            tokio_bridge: cfg!(feature = "tokio-bridge"),
         }
     }
 
@@ -125,6 +127,19 @@ impl Builder {
     /// per wake-up. Threads that are not cores always use the eventfd.
     pub fn msg_ring(mut self, enabled: bool) -> Builder {
         self.msg_ring = enabled;
+        self
+    }
+
+    /// Whether each core runs a tokio runtime of its own, so crates that need a tokio
+    /// reactor (reqwest, tonic, ...) work from its tasks (default: on, with the
+    /// `tokio-bridge` feature). See [`tokio_bridge`](crate::tokio_bridge) for how it
+    /// works and its limits.
+    ///
+    /// Off, the cores park in their rings as without the feature, and their rings get
+    /// `DEFER_TASKRUN` again where the kernel has it.
+    #[cfg(feature = "tokio-bridge")]
+    pub fn tokio_bridge(mut self, enabled: bool) -> Builder {
+        self.tokio_bridge = enabled;
         self
     }
 
@@ -211,6 +226,7 @@ impl Builder {
             recv_buffers: self.recv_buffers,
             fixed_buffers: self.fixed_buffers,
             fixed_files: self.fixed_files,
+            tokio_bridge: self.tokio_bridge,
         };
         let cores = Arc::new(Cores::new(n)?);
         let census = Arc::new(Census::new(n));
