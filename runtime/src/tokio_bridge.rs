@@ -47,11 +47,13 @@
 //!   and need not be: a reqwest future awaited in our task stays in our task.
 //! - `tokio::task::spawn_blocking` works: the closure runs on tokio's blocking pool,
 //!   and its wake-up reaches the core like any wake from a foreign thread.
-//!   `tokio::task::block_in_place` panics, as it does on any `current_thread` runtime:
-//!   block in `spawn_blocking` instead.
 //! - Blocking calls (a synchronous client such as `reqwest::blocking`, or a long
 //!   computation) block the core, tokio's tasks on it included, as any blocking call
-//!   in a task does.
+//!   in a task does. `tokio::task::block_in_place` (with tokio's `rt-multi-thread`)
+//!   is one of them: our tasks are not polled inside a tokio scheduler, so it just
+//!   runs its closure on the core's thread, and no other thread takes the core's work
+//!   over meanwhile. Inside a task spawned with `tokio::spawn` it panics, as on any
+//!   `current_thread` runtime. Move blocking work to `spawn_blocking`.
 //! - Shutdown drops our tasks first (a request in flight is simply dropped, as a
 //!   dropped future is), then the core's tokio runtime with the tasks spawned on it,
 //!   without waiting for blocking-pool closures still running: they finish on their
@@ -134,8 +136,8 @@ impl Bridge {
         // SAFETY: the fd is open and stays the ring's (or epoll set's) for as long as
         // the driver lives, which the `ParkFd` inside the `AsyncFd` keeps alive; and
         // `as_raw_fd` always returns that one fd.
-        let park_fd = unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE) }
-            .map_err(|e| {
+        let park_fd =
+            unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE) }.map_err(|e| {
                 let (_, e) = e.into_parts();
                 io::Error::new(
                     e.kind(),
@@ -177,14 +179,20 @@ impl Bridge {
     /// core has work (see the module docs); else gives tokio a turn that does not wait
     /// if it has not had one for [`TURN_INTERVAL`]. The driver's own turn that follows
     /// must not wait either way.
-    pub(crate) fn turn(&self, park: bool, driver: &Driver, tasks: &Tasks, work: &dyn Fn() -> bool) {
+    pub(crate) fn turn(
+        &self,
+        park: bool,
+        driver: &Driver,
+        tasks: &Tasks,
+        messages: &dyn Fn() -> bool,
+    ) {
         if park {
             driver.prepare_park();
             self.runtime().block_on(Park {
                 bridge: self,
                 driver,
                 tasks,
-                work,
+                work: messages,
             });
             tasks.parked.disarm();
             self.passes.set(0);
@@ -302,7 +310,7 @@ struct Park<'a> {
     bridge: &'a Bridge,
     driver: &'a Driver,
     tasks: &'a Tasks,
-    /// Whether the core has work without waiting: ready tasks, messages in its inbox.
+    /// Whether the core's inbox has messages.
     work: &'a dyn Fn() -> bool,
 }
 
@@ -313,7 +321,7 @@ impl Future for Park<'_> {
         let deadline = self.driver.next_deadline();
         // Armed before looking, so a wake from here on ends the park.
         self.tasks.parked.arm(cx.waker(), deadline);
-        if (self.work)() || self.driver.has_work() {
+        if self.tasks.has_ready() || (self.work)() || self.driver.has_work() {
             return Poll::Ready(());
         }
         match self.bridge.park_fd.poll_read_ready(cx) {

@@ -201,8 +201,8 @@ impl Executor {
             #[cfg(feature = "tokio-bridge")]
             let park = match bridge {
                 Some(bridge) => {
-                    let work = || core.inbox().has_messages();
-                    bridge.turn(park, &core.driver, &core.tasks, &work);
+                    let messages = || core.inbox().has_messages();
+                    bridge.turn(park, &core.driver, &core.tasks, &messages);
                     false
                 }
                 None => park,
