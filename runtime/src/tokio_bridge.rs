@@ -188,16 +188,11 @@ impl Bridge {
     ) {
         if park {
             driver.prepare_park();
-            self.runtime().block_on(Park {
-                bridge: self,
-                driver,
-                tasks,
-                work: messages,
-            });
-            tasks.parked.disarm();
-            self.passes.set(0);
-            self.last_turn.set(Instant::now());
-            return;
+            // Submitting may have completed ops at once (or a wake came meanwhile): then
+            // there is no need to enter tokio, which gets its periodic turn instead.
+            if !(tasks.has_ready() || messages() || driver.has_work()) {
+                return self.park(driver, tasks, messages);
+            }
         }
         let passes = self.passes.get() + 1;
         if passes < PASSES_PER_CHECK {
@@ -213,6 +208,19 @@ impl Bridge {
         // What tokio's tasks do may queue SQEs: they go to the kernel with the turn of
         // the driver that follows.
         self.runtime().block_on(YieldOnce(false));
+    }
+
+    /// Blocks in tokio until the core has work.
+    fn park(&self, driver: &Driver, tasks: &Tasks, messages: &dyn Fn() -> bool) {
+        self.runtime().block_on(Park {
+            bridge: self,
+            driver,
+            tasks,
+            work: messages,
+        });
+        tasks.parked.disarm();
+        self.passes.set(0);
+        self.last_turn.set(Instant::now());
     }
 }
 
@@ -285,7 +293,8 @@ impl std::fmt::Debug for Parked {
 /// Runs each time the core's tokio runtime is about to wait in its reactor: tokio's
 /// tasks may have used the core meanwhile, and that must not wait for the park to end.
 /// SQEs they queued (ops, `MSG_RING` wakes of other cores) are submitted, and the park
-/// ends if they left work for a turn or set a timer earlier than the park's.
+/// ends if they spawned a task of ours, left work for a turn or set a timer earlier
+/// than the park's.
 fn before_park() {
     crate::driver::submit_queued();
     let (Some(tasks), Some(driver)) = (crate::task::current(), crate::driver::current()) else {
@@ -300,7 +309,7 @@ fn before_park() {
         (Some(_), None) => true,
         (None, _) => false,
     };
-    if earlier || driver.has_work() {
+    if earlier || tasks.has_ready() || driver.has_work() {
         parked.wake_park();
     }
 }

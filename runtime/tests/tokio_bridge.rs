@@ -5,10 +5,10 @@
 //! GET and POST round-trip; a pooled client keeps one connection for many requests; a
 //! client timeout fires, and never early; a request dropped mid-flight leaves the
 //! client usable; a runtime shut down with a request in flight does not hang;
-//! `tokio::spawn`, `tokio::time::sleep` and `spawn_blocking` work from a task; a core
-//! that never parks still finishes a request; every core has its own tokio runtime;
-//! `Runtime::block_on` inside a tokio runtime does not panic. The suite runs on both
-//! backends (`RUNTIME_BACKEND=epoll`).
+//! `tokio::spawn`, `tokio::time::sleep` and `spawn_blocking` work from a task, and a
+//! tokio task can spawn one of ours; a core that never parks still finishes a request;
+//! every core has its own tokio runtime; `Runtime::block_on` inside a tokio runtime
+//! does not panic. The suite runs on both backends (`RUNTIME_BACKEND=epoll`).
 
 use std::cell::Cell;
 use std::convert::Infallible;
@@ -224,6 +224,20 @@ fn tokio_spawn_sleep_and_spawn_blocking_from_a_task() {
             within("tokio::spawn", spawned).await.unwrap()
         });
         assert_eq!(within("task", task).await.unwrap(), 7);
+    });
+}
+
+#[test]
+fn a_task_of_ours_spawned_from_a_tokio_task_runs() {
+    rt().block_on(async {
+        // The tokio task runs while the core parks; the task it spawns must end the park.
+        let (tx, rx) = runtime::channel::oneshot();
+        tokio::spawn(async move {
+            drop(runtime::spawn(async move {
+                let _ = tx.send(5);
+            }));
+        });
+        assert_eq!(within("our task from tokio's", rx).await.unwrap(), 5);
     });
 }
 
