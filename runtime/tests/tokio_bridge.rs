@@ -349,3 +349,26 @@ fn the_bridge_can_be_turned_off() {
     let current = on.block_on(async { tokio::runtime::Handle::try_current().is_ok() });
     assert!(current, "a tokio context with the bridge");
 }
+
+#[test]
+fn a_bridged_ring_has_no_defer_taskrun() {
+    let mut on = rt();
+    if on.backend() != runtime::Backend::IoUring {
+        eprintln!("io_uring only (ring flags): not run on the epoll backend");
+        return;
+    }
+    let probe = runtime::Probe::get().unwrap();
+    // Its completions must be posted without the core entering the ring, or tokio's
+    // reactor, which watches the ring's fd, would not hear of them.
+    let flags = on.block_on(async { runtime::stats().ring });
+    assert!(!flags.defer_taskrun, "{flags}");
+    assert_eq!(flags.coop_taskrun, probe.coop_taskrun(), "{flags}");
+    let mut off = runtime::Builder::new()
+        .cores(1)
+        .pin(false)
+        .tokio_bridge(false)
+        .build()
+        .unwrap();
+    let flags = off.block_on(async { runtime::stats().ring });
+    assert_eq!(flags.defer_taskrun, probe.defer_taskrun(), "{flags}");
+}
