@@ -95,8 +95,8 @@ impl Core {
 
 /// One core: its ring, its tasks and its inbox.
 pub(crate) struct Executor {
-    /// The core's tokio runtime. First, so that it is dropped before the core (whose
-    /// driver closes the fd the bridge watches), and after `shutdown` dropped the tasks.
+    /// The core's tokio runtime. First, so that it is dropped right after `shutdown`
+    /// has dropped our tasks, and before the rest of the core.
     #[cfg(feature = "tokio-bridge")]
     bridge: Option<crate::tokio_bridge::Bridge>,
     core: Rc<Core>,
