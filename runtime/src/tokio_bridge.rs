@@ -30,7 +30,7 @@
 //!   its own reactor, timers and spawned tasks. The core then reaps without waiting.
 //! - **A busy core still turns tokio.** A core that never parks gives tokio a turn that
 //!   does not wait (its reactor is polled with a zero timeout, its ready tasks run) at
-//!   least every millisecond, looked at every [`PASSES_PER_CHECK`] passes of the loop.
+//!   least every millisecond, looked at every 32 passes of the loop.
 //!   So a reqwest request finishes even next to a task that yields forever, with up to
 //!   about a millisecond more latency than on an idle core.
 //! - **Rings are set up to be polled**: without `DEFER_TASKRUN`, whose completions are
