@@ -52,6 +52,8 @@ mod stats;
 mod sys;
 pub mod task;
 pub mod time;
+#[cfg(feature = "tokio-bridge")]
+pub mod tokio_bridge;
 
 pub use executor::Stall;
 pub use runtime::{

@@ -250,6 +250,12 @@ impl Poller {
         }
     }
 
+    /// The epoll set's fd: readable while it has events to report.
+    #[cfg(feature = "tokio-bridge")]
+    pub(super) fn fd(&self) -> RawFd {
+        self.epoll.as_raw_fd()
+    }
+
     /// Has epoll watch the core's wake-up eventfd, so a write to it ends a park.
     pub(super) fn set_wake_fd(&mut self, fd: RawFd) {
         crate::sys::socket::set_nonblocking_raw(fd, true);

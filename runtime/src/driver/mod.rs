@@ -182,6 +182,10 @@ pub(crate) struct Config {
     pub(crate) fixed_buffers: (u16, usize),
     /// Slots in the registered-file table (0: none).
     pub(crate) fixed_files: u32,
+    /// The core parks in a tokio reactor that watches the ring's fd (see
+    /// `tokio_bridge.rs`): the ring is set up to be polled. Always false without the
+    /// `tokio-bridge` feature.
+    pub(crate) tokio_bridge: bool,
 }
 
 /// Which backend a core runs on, and what it needs to be set up.
@@ -418,6 +422,36 @@ impl Driver {
             .timers
             .next_deadline()
             .is_some_and(|deadline| deadline <= Instant::now())
+    }
+
+    /// The fd that polls readable when a turn would find work: the ring's (posted
+    /// CQEs, and the kernel's own pending completions unless `DEFER_TASKRUN`, which the
+    /// ring then must not have), or the epoll set's. For a reactor that parks the
+    /// thread in this driver's place.
+    #[cfg(feature = "tokio-bridge")]
+    pub(crate) fn park_fd(&self) -> RawFd {
+        match &self.engine {
+            Engine::Ring(inner) => inner.borrow().ring.as_raw_fd(),
+            Engine::Epoll(poller) => poller.borrow().fd(),
+        }
+    }
+
+    /// The nearest deadline of this core's timers, if it has any.
+    #[cfg(feature = "tokio-bridge")]
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
+        self.with_timers(|timers| timers.next_deadline())
+    }
+
+    /// What a turn that parks does first, for a park somewhere else: the read of the
+    /// wake-up eventfd is armed (so wakes from other threads end the park) and every
+    /// queued SQE is submitted.
+    #[cfg(feature = "tokio-bridge")]
+    pub(crate) fn prepare_park(&self) {
+        if let Engine::Ring(inner) = &self.engine {
+            let mut inner = inner.borrow_mut();
+            inner.arm_wake_read();
+            inner.submit(false, None);
+        }
     }
 
     /// Submits what is queued without waiting, e.g. wake messages queued by a future

@@ -26,7 +26,8 @@ impl Driver {
     ) -> io::Result<Driver> {
         let id = next_id();
         let entries = config.entries;
-        let (ring, mut flags) = probe.setup_ring(entries, config.sqpoll_idle)?;
+        let (ring, mut flags) =
+            probe.setup_ring(entries, config.sqpoll_idle, config.tokio_bridge)?;
         let ring_fd = RingFd::register(ring.as_raw_fd(), ring.params().is_feature_no_iowait());
         flags.registered_fd = ring_fd.is_registered();
         flags.no_iowait = ring_fd.waits_without_iowait();

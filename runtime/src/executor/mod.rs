@@ -109,6 +109,10 @@ impl Core {
 
 /// One core: its ring, its tasks and its inbox.
 pub(crate) struct Executor {
+    /// The core's tokio runtime. First, so that it is dropped right after `shutdown`
+    /// has dropped our tasks, and before the rest of the core.
+    #[cfg(feature = "tokio-bridge")]
+    bridge: Option<crate::tokio_bridge::Bridge>,
     core: Rc<Core>,
     /// How long to look for work before parking (`Builder::spin_before_park`).
     spin: Option<Duration>,
@@ -150,10 +154,18 @@ impl Executor {
             ring = %counters.snapshot().ring,
             "core set up"
         );
+        let driver = Rc::new(driver);
         let tasks = Tasks::new(inbox.core(), counters.clone());
+        #[cfg(feature = "tokio-bridge")]
+        let bridge = match config.tokio_bridge {
+            true => Some(crate::tokio_bridge::Bridge::new(&driver)?),
+            false => None,
+        };
         Ok(Executor {
+            #[cfg(feature = "tokio-bridge")]
+            bridge,
             core: Rc::new(Core {
-                driver: Rc::new(driver),
+                driver,
                 tasks: Rc::new(tasks),
                 cores,
                 census,
@@ -187,6 +199,10 @@ impl Executor {
     /// Runs `future` to completion on this thread, running spawned tasks meanwhile.
     pub(crate) fn block_on<F: Future>(&self, future: F) -> F::Output {
         let _enter = self.enter();
+        #[cfg(feature = "tokio-bridge")]
+        let bridge = crate::tokio_bridge::Bridge::usable(&self.bridge);
+        #[cfg(feature = "tokio-bridge")]
+        let _tokio = bridge.map(crate::tokio_bridge::Bridge::enter);
         let core = &*self.core;
         let mut future = pin!(future);
         let waker = core.tasks.main_waker();
@@ -212,6 +228,15 @@ impl Executor {
             self.take_remote();
             self.publish_idle();
             let park = !core.tasks.has_ready() && !self.spin_for_work();
+            #[cfg(feature = "tokio-bridge")]
+            let park = match bridge {
+                Some(bridge) => {
+                    let messages = || core.inbox().has_messages();
+                    bridge.turn(park, &core.driver, &core.tasks, &messages);
+                    false
+                }
+                None => park,
+            };
             let mut woken = self.woken.borrow_mut();
             core.driver.turn(park, &mut woken);
             core.tasks.wake_all(&mut woken);
@@ -398,6 +423,10 @@ impl Executor {
     pub(crate) fn shutdown(&self) -> usize {
         self.stop();
         let _enter = self.enter();
+        // Our tasks may hold tokio resources (a request in flight): they are dropped in
+        // their tokio context, before the tokio runtime itself.
+        #[cfg(feature = "tokio-bridge")]
+        let _tokio = self.bridge.as_ref().map(crate::tokio_bridge::Bridge::enter);
         let cancelled = self.core.tasks.close();
         self.core.driver.shutdown();
         cancelled

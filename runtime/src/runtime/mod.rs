@@ -51,6 +51,7 @@ pub struct Builder {
     backend: Backend,
     stall_threshold: Option<Duration>,
     on_stall: StallHook,
+    tokio_bridge: bool,
 }
 
 impl Default for Builder {
@@ -78,6 +79,7 @@ impl Builder {
             backend: Backend::Auto,
             stall_threshold: Some(executor::DEFAULT_STALL),
             on_stall: StallHook::stderr(),
+            tokio_bridge: cfg!(feature = "tokio-bridge"),
         }
     }
 
@@ -129,6 +131,19 @@ impl Builder {
     /// per wake-up. Threads that are not cores always use the eventfd.
     pub fn msg_ring(mut self, enabled: bool) -> Builder {
         self.msg_ring = enabled;
+        self
+    }
+
+    /// Whether each core runs a tokio runtime of its own, so crates that need a tokio
+    /// reactor (reqwest, tonic, ...) work from its tasks (default: on, with the
+    /// `tokio-bridge` feature). See [`tokio_bridge`](crate::tokio_bridge) for how it
+    /// works and its limits.
+    ///
+    /// Off, the cores park in their rings as without the feature, and their rings get
+    /// `DEFER_TASKRUN` again where the kernel has it.
+    #[cfg(feature = "tokio-bridge")]
+    pub fn tokio_bridge(mut self, enabled: bool) -> Builder {
+        self.tokio_bridge = enabled;
         self
     }
 
@@ -276,6 +291,7 @@ impl Builder {
             recv_buffers: self.recv_buffers,
             fixed_buffers: self.fixed_buffers,
             fixed_files: self.fixed_files,
+            tokio_bridge: self.tokio_bridge,
         };
         let cores = Arc::new(Cores::new(n)?);
         let census = Arc::new(Census::new(n));

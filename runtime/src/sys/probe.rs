@@ -223,12 +223,17 @@ impl Probe {
     /// Sets up one core's ring of `entries` with the flags the probe found, or with
     /// `SQPOLL` (idle time `sqpoll_idle`) and what the kernel takes with it; returns the
     /// ring and exactly the setup flags it was created with.
+    ///
+    /// A `pollable` ring has no `DEFER_TASKRUN`: its completions are posted (and its fd
+    /// polls readable) without the thread entering the ring, so another reactor
+    /// (epoll) that watches the fd wakes for them.
     pub(crate) fn setup_ring(
         &self,
         entries: u32,
         sqpoll_idle: Option<Duration>,
+        pollable: bool,
     ) -> io::Result<(IoUring, RingFlags)> {
-        let (flags, idle_ms) = match sqpoll_idle {
+        let (mut flags, idle_ms) = match sqpoll_idle {
             // The kernel reads an idle time of 0 as its default of a second; the
             // nearest thing to "sleep at once" it takes is 1 ms.
             Some(idle) => (
@@ -237,6 +242,7 @@ impl Probe {
             ),
             None => (self.flags, 0),
         };
+        flags.defer_taskrun &= !pollable;
         let ring = builder(flags, entries, idle_ms)
             .build(entries)
             .map_err(|e| super::setup_error(e, entries, flags))?;
@@ -431,7 +437,7 @@ mod tests {
             return;
         }
         let (ring, flags) = probe
-            .setup_ring(64, Some(Duration::from_millis(5)))
+            .setup_ring(64, Some(Duration::from_millis(5)), false)
             .expect("the probe said SQPOLL works");
         assert!(flags.sqpoll && ring.params().is_setup_sqpoll(), "{flags}");
         assert!(!flags.defer_taskrun && !flags.coop_taskrun && !flags.taskrun_flag);
@@ -468,7 +474,7 @@ mod tests {
             println!("skipped: this kernel lacks SINGLE_ISSUER (Linux 6.0)");
             return;
         }
-        let (ring, flags) = probe.setup_ring(8, None).unwrap();
+        let (ring, flags) = probe.setup_ring(8, None, false).unwrap();
         assert!(flags.single_issuer && ring.params().is_setup_single_issuer());
         let fd = ring.as_raw_fd();
         let submit = enter_from_another_thread(fd, 1, 0).expect_err("not the issuer");

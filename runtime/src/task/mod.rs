@@ -123,6 +123,9 @@ pub(crate) struct Tasks {
     main_woken: Cell<bool>,
     closing: Cell<bool>,
     counters: Arc<Counters>,
+    /// While the core parks in its tokio runtime, a wake of one of its tasks ends the park.
+    #[cfg(feature = "tokio-bridge")]
+    pub(crate) parked: crate::tokio_bridge::Parked,
 }
 
 /// The task table and the task queues with their run lists, borrowed together.
@@ -219,6 +222,8 @@ impl Tasks {
             main_woken: Cell::new(false),
             closing: Cell::new(false),
             counters,
+            #[cfg(feature = "tokio-bridge")]
+            parked: Default::default(),
         }
     }
 
@@ -297,6 +302,8 @@ impl Tasks {
     /// Puts the task on the run queue unless it is there already or gone.
     #[inline]
     pub(crate) fn schedule(&self, id: TaskId) {
+        #[cfg(feature = "tokio-bridge")]
+        self.parked.wake();
         if id.index() == MAIN_INDEX {
             self.main_woken.set(true);
             return;
