@@ -1,23 +1,36 @@
-//! Tasks: their cells, the per-core task table and run queue, join handles and wakers.
+//! Tasks: [`JoinHandle`] and [`JoinError`] (also at the crate root), and task queues
+//! ([`TaskQueue`]), which share each core's time between kinds of work.
 //!
-//! # The task cell
+//! # Task queues
 //!
-//! A spawned future lives in an `Rc<TaskCell<F>>`, shared by the core's task table
-//! (which polls it) and the task's [`JoinHandle`] (which reads its output). Both are on
-//! the core's thread: the cell is never shared with another thread, so `Cell` and
-//! `RefCell` suffice.
-//!
-//! - The future sits in the `Rc` allocation, which never moves, and it is only ever
-//!   dropped in place (set to `None`) and never moved out: that is what makes the
-//!   `Pin::new_unchecked` in [`TaskCell::poll`] sound.
-//! - The future is polled only by the run loop, never re-entrantly: a task cannot poll
-//!   itself, and the join handle never touches the future, only the output.
-//! - When the future finishes, panics or is aborted, it is dropped, the outcome is
-//!   stored, the join waker is woken and the table forgets the task. The output then
-//!   lives as long as the join handle.
-//! - Two fields are atomics, `finished` and `abort`: a join handle that was sent to
-//!   another thread reads and sets them there, and touches nothing else of the cell
-//!   (see "Handles that leave home" in `remote.rs`).
+//! Every task belongs to one queue of its core. [`crate::spawn`] uses the core's
+//! default queue (1000 shares); a [`TaskQueue`] made on a core is another, with its own
+//! shares of the core's run time and an optional latency bound. A tick of the run loop
+//! polls the ready tasks of one queue: the one whose run time, divided by its shares,
+//! is least, or first a queue that has waited half its latency bound. Polls are
+//! cooperative and not interrupted. `docs/architecture.md` ("Task queues, poll times
+//! and stalls") describes the model in full.
+
+// Internals. Tasks: their cells, the per-core task table and run queue, join handles and wakers.
+//
+// # The task cell
+//
+// A spawned future lives in an `Rc<TaskCell<F>>`, shared by the core's task table
+// (which polls it) and the task's `JoinHandle` (which reads its output). Both are on
+// the core's thread: the cell is never shared with another thread, so `Cell` and
+// `RefCell` suffice.
+//
+// - The future sits in the `Rc` allocation, which never moves, and it is only ever
+//   dropped in place (set to `None`) and never moved out: that is what makes the
+//   `Pin::new_unchecked` in `TaskCell::poll` sound.
+// - The future is polled only by the run loop, never re-entrantly: a task cannot poll
+//   itself, and the join handle never touches the future, only the output.
+// - When the future finishes, panics or is aborted, it is dropped, the outcome is
+//   stored, the join waker is woken and the table forgets the task. The output then
+//   lives as long as the join handle.
+// - Two fields are atomics, `finished` and `abort`: a join handle that was sent to
+//   another thread reads and sets them there, and touches nothing else of the cell
+//   (see "Handles that leave home" in `remote.rs`).
 
 use std::any::Any;
 use std::cell::{Cell, RefCell};
