@@ -193,22 +193,24 @@ impl Queues {
         }
     }
 
+    /// Queue `index`, if it still exists (the default one always does).
+    #[inline]
+    fn find(&mut self, index: u16) -> Option<&mut Queue> {
+        match index {
+            0 => Some(&mut self.default),
+            i => self.others[usize::from(i) - 1].as_mut(),
+        }
+    }
+
+    /// Queue `index`, which a live task or a handle keeps.
     #[inline]
     pub(super) fn get(&mut self, index: u16) -> &mut Queue {
-        if index == 0 {
-            return &mut self.default;
-        }
-        self.others[usize::from(index) - 1]
-            .as_mut()
-            .expect("a live task's queue exists")
+        self.find(index).expect("a live task's queue exists")
     }
 
     /// The run list of queue `index`.
     #[inline]
     pub(super) fn list(&mut self, index: u16) -> &mut RunList {
-        if index == 0 {
-            return &mut self.default.list;
-        }
         &mut self.get(index).list
     }
 
@@ -349,15 +351,12 @@ impl Queues {
     ) {
         // A queue whose last task finished in this tick and that has no handle left
         // is gone already (and had nothing left to put back).
-        let queue = match index {
-            0 => &mut self.default,
-            i => match self.others[usize::from(i) - 1].as_mut() {
-                Some(queue) => queue,
-                None => return,
-            },
+        let shared = self.extra > 0;
+        let Some(queue) = self.find(index) else {
+            return;
         };
         queue.list.put_back(rest);
-        if self.extra > 0 {
+        if shared {
             // Virtual time matters only while there are queues to share with; the
             // default queue alone starts from the floor when one is made.
             queue.vtime += u128::from(ticks) * SCALE / u128::from(queue.shares);
