@@ -47,6 +47,19 @@ struct Output {
     dropped_on: Arc<Mutex<Option<ThreadId>>>,
 }
 
+impl Output {
+    /// An output, its drop count and the thread of its last drop.
+    fn counted() -> (Output, Arc<AtomicUsize>, Arc<Mutex<Option<ThreadId>>>) {
+        let drops = Arc::new(AtomicUsize::new(0));
+        let dropped_on = Arc::new(Mutex::new(None));
+        let output = Output {
+            drops: drops.clone(),
+            dropped_on: dropped_on.clone(),
+        };
+        (output, drops, dropped_on)
+    }
+}
+
 impl Drop for Output {
     fn drop(&mut self) {
         self.drops.fetch_add(1, Ordering::SeqCst);
@@ -179,12 +192,7 @@ fn is_finished_answers_on_another_thread() {
 #[test]
 fn dropped_elsewhere_its_output_is_dropped_once_at_home() {
     rt().block_on(async {
-        let drops = Arc::new(AtomicUsize::new(0));
-        let dropped_on = Arc::new(Mutex::new(None));
-        let output = Output {
-            drops: drops.clone(),
-            dropped_on: dropped_on.clone(),
-        };
+        let (output, drops, dropped_on) = Output::counted();
         let handle = runtime::spawn(async move { output });
         until("the task to finish", || handle.is_finished()).await;
         on_thread(move || drop(handle)).await;
@@ -201,12 +209,7 @@ fn dropped_elsewhere_its_output_is_dropped_once_at_home() {
 #[test]
 fn dropped_elsewhere_before_it_finished_the_task_runs_on() {
     rt().block_on(async {
-        let drops = Arc::new(AtomicUsize::new(0));
-        let dropped_on = Arc::new(Mutex::new(None));
-        let output = Output {
-            drops: drops.clone(),
-            dropped_on: dropped_on.clone(),
-        };
+        let (output, drops, dropped_on) = Output::counted();
         let (tx, rx) = oneshot::<()>();
         let (done_tx, done_rx) = oneshot::<()>();
         let handle = runtime::spawn(async move {
