@@ -159,3 +159,79 @@ fn a_task_sent_to_another_core_is_reported_there_with_its_location() {
     let location = stalls[0].location.unwrap();
     assert_eq!((location.file(), location.line()), (file!(), at));
 }
+
+/// Set in the child process of the rate-limit test.
+const CHILD_VAR: &str = "RUNTIME_STALL_LINES_CHILD";
+
+/// The child's side: the default hook (a line on stderr), stalls on two cores.
+fn stall_lines_child() {
+    let mut rt = runtime::Builder::new()
+        .cores(2)
+        .pin(false)
+        .stall_threshold(Some(Duration::from_millis(5)))
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        for core in [0, 1] {
+            // Three stalls in well under a second on each core: one line each.
+            for _ in 0..3 {
+                let held =
+                    runtime::spawn_on(core, || async { hold_core(Duration::from_millis(10)) });
+                held.await.unwrap();
+            }
+        }
+        // A fourth on core 0 that ends more than a second after its first line:
+        // written, with the two left out since.
+        runtime::spawn_on(0, || async { hold_core(Duration::from_millis(1100)) })
+            .await
+            .unwrap();
+    });
+    let stalls: u64 = rt.handle().stats().iter().map(|s| s.stalls).sum();
+    println!("stalls counted: {stalls}");
+}
+
+#[test]
+fn the_default_report_is_at_most_one_line_a_second_per_core() {
+    if std::env::var_os(CHILD_VAR).is_some() {
+        return stall_lines_child();
+    }
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "the_default_report_is_at_most_one_line_a_second_per_core",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD_VAR, "1")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "child failed: {stdout}\n{stderr}");
+    assert!(stdout.contains("stalls counted: 7"), "{stdout}\n{stderr}");
+    let lines: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("runtime: core "))
+        .collect();
+    assert_eq!(lines.len(), 3, "{stderr}");
+    let on = |core: usize| {
+        let prefix = format!("runtime: core {core} was blocked for ");
+        lines
+            .iter()
+            .filter(move |l| l.starts_with(&prefix))
+            .copied()
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(on(1).len(), 1, "{stderr}");
+    let core0 = on(0);
+    assert_eq!(core0.len(), 2, "{stderr}");
+    assert!(!core0[0].contains("more stalls"), "{}", core0[0]);
+    assert!(
+        core0[1].ends_with("(2 more stalls on this core in the last second not shown)"),
+        "{}",
+        core0[1]
+    );
+    for line in &lines {
+        assert!(line.contains(file!()), "no spawn location: {line}");
+    }
+}

@@ -81,7 +81,7 @@ pub(crate) struct Counters {
     pub(crate) sq_max: Counter,
     /// The most CQEs one reap found.
     pub(crate) cq_max: Counter,
-    /// Enters that found CQEs waiting in the kernel's overflow list.
+    /// Reaps that found the CQ full and CQEs waiting in the kernel's overflow list.
     pub(crate) cq_overflows: Counter,
     /// The kernel's count of CQEs it could not keep (`cq.overflow`).
     pub(crate) cqes_lost: Counter,
@@ -254,8 +254,8 @@ pub struct CoreStats {
     pub sq_entries_max: u64,
     /// The most completions one reap found (how full the CQ got; twice the SQ's size).
     pub cq_entries_max: u64,
-    /// `io_uring_enter` calls that found completions waiting in the kernel's overflow
-    /// list because the CQ was full (none are lost: they are reaped next).
+    /// Reaps of completions that found the CQ full and more waiting in the kernel's
+    /// overflow list (none are lost: they are reaped next).
     pub cq_overflows: u64,
     /// Completions the kernel could not keep at all (its `overflow` count; it should
     /// stay 0).

@@ -3,10 +3,11 @@
 
 use std::time::{Duration, Instant};
 
-use io_uring::{opcode, squeue, types};
+use io_uring::{opcode, squeue, types, IoUring};
 
 use super::messages::MSG_SENT_LOW;
 use super::{fatal, Cqe, Inner, Token, CANCEL_UD, SPECIAL_LOW, WAKE_UD, WITHDRAWN_UD};
+use crate::stats::Counters;
 use crate::sys::uring::{ENTER_GETEVENTS, ENTER_SQ_WAIT, ENTER_SQ_WAKEUP};
 
 impl Inner {
@@ -52,6 +53,9 @@ impl Inner {
                 Ok(()) => refused = 0,
                 // A signal, or the timeout passed: the caller reaps and decides again.
                 Err(e) if matches!(e.raw_os_error(), Some(libc::EINTR) | Some(libc::ETIME)) => {}
+                // The kernel dropped CQEs (it could not keep an overflowed one): said
+                // once, then cleared. They are counted; the ring goes on.
+                Err(e) if e.raw_os_error() == Some(libc::EBADR) => self.count_lost(),
                 Err(e)
                     if matches!(
                         e.raw_os_error(),
@@ -109,10 +113,6 @@ impl Inner {
     ) -> std::io::Result<()> {
         let (to_submit, mut flags) = {
             let sq = self.ring.submission();
-            if sq.cq_overflow() {
-                // CQEs the CQ had no room for wait in the kernel's overflow list.
-                self.counters.cq_overflows.add(1);
-            }
             let getevents = wait || sq.taskrun() || sq.cq_overflow();
             (sq.len() as u32, if getevents { ENTER_GETEVENTS } else { 0 })
         };
@@ -165,7 +165,9 @@ impl Inner {
             ..
         } = self;
         let mut cqes = 0;
-        for entry in ring.completion() {
+        let mut cq = ring.completion();
+        let capacity = cq.capacity() as u64;
+        for entry in &mut cq {
             cqes += 1;
             let cqe = Cqe {
                 result: entry.result(),
@@ -197,15 +199,39 @@ impl Inner {
                 finished.push(done);
             }
         }
+        // Hands the reaped entries back to the kernel.
+        drop(cq);
         counters.cqes.add(cqes);
         counters.cq_max.raise(cqes);
-        counters
-            .ops_completed
-            .add((in_flight - slots.in_flight()) as u64);
-        counters.ops_in_flight.set(slots.in_flight() as u64);
+        let left = slots.in_flight();
+        counters.ops_completed.add((in_flight - left) as u64);
+        counters.ops_in_flight.set(left as u64);
+        if cqes >= capacity {
+            Inner::cq_was_full(ring, counters);
+        }
+    }
+
+    /// A reap found the CQ full: CQEs that did not fit may wait in the kernel's
+    /// overflow list (flushed by the next enter), or, if the kernel could not keep
+    /// them, be lost. Both happen only when the CQ is full, and a full CQ is what the
+    /// next reap finds, so this is the one place that looks.
+    #[cold]
+    #[inline(never)]
+    fn cq_was_full(ring: &mut IoUring, counters: &Counters) {
+        if ring.submission().cq_overflow() {
+            counters.cq_overflows.add(1);
+        }
         counters
             .cqes_lost
             .set(u64::from(ring.completion().overflow()));
+    }
+
+    /// Reads the kernel's count of the CQEs it dropped.
+    #[cold]
+    fn count_lost(&mut self) {
+        self.counters
+            .cqes_lost
+            .set(u64::from(self.ring.completion().overflow()));
     }
 
     /// Keeps a read of the wake-up eventfd in the ring, so a write ends a park.

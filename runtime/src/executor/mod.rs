@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 use crate::clock::{self, Ticks};
 use crate::driver::{self, Driver};
 use crate::stats::Counters;
-use crate::task::{Job, Owner, TaskId, Tasks};
+use crate::task::{Job, Owner, Ready, TaskId, Tasks};
 
 mod census;
 mod cores;
@@ -120,7 +120,7 @@ pub(crate) struct Executor {
     /// The owners a turn of the ring made ready, scheduled in one batch.
     woken: RefCell<Vec<Owner>>,
     /// The tasks a tick polls, taken off the run queue at once.
-    batch: RefCell<Vec<crate::task::Ready>>,
+    batch: RefCell<Vec<Ready>>,
     jobs: RefCell<Vec<Job>>,
     /// Whether the census was last told that this core has no live task.
     idle: Cell<bool>,
@@ -285,52 +285,79 @@ impl Executor {
         let _polls = crate::coop::polls();
         // One reading per poll: the end of one is the start of the next.
         let begin = clock.now();
+        let (polls, end) = match pick.slice {
+            // The usual case (one queue): every task taken is polled.
+            None => (batch.len(), self.poll_batch(&batch, pick.queue, begin)),
+            Some(slice) => self.poll_sliced(&batch, pick.queue, begin, slice),
+        };
+        tasks.end_tick(pick.queue, &mut batch, polls, end.wrapping_sub(begin), end);
+    }
+
+    /// Polls every task of `batch` (of queue `queue`), the first starting at `begin`;
+    /// when the last ended.
+    #[inline(always)]
+    fn poll_batch(&self, batch: &[Ready], queue: u16, begin: Ticks) -> Ticks {
         let mut start = begin;
-        let mut polls = 0;
-        for ready in batch.iter() {
-            ready.task.unschedule();
-            let waker = ready.id.waker();
-            let mut cx = Context::from_waker(&waker);
-            crate::coop::refill();
-            #[cfg(feature = "tracing")]
-            let span = tracing::trace_span!(
-                target: "runtime::poll",
-                "poll",
-                core = self.core.index,
-                queue = pick.queue,
-                spawned = %ready.task.location,
-            )
-            .entered();
-            if ready.task.run.poll(&mut cx) {
-                tasks.remove(ready.id);
-            }
-            #[cfg(feature = "tracing")]
-            drop(span);
-            let end = clock.now();
-            self.polled(end.wrapping_sub(start), Some((ready, pick.queue)));
-            start = end;
-            polls += 1;
-            if pick
-                .slice
-                .is_some_and(|slice| end.wrapping_sub(begin) >= slice)
-            {
-                break;
+        for ready in batch {
+            start = self.poll_task(ready, queue, start);
+        }
+        start
+    }
+
+    /// Polls the tasks of `batch` until `slice` has gone by since `begin`; how many it
+    /// polled, and when the last ended.
+    #[inline(never)]
+    fn poll_sliced(
+        &self,
+        batch: &[Ready],
+        queue: u16,
+        begin: Ticks,
+        slice: Ticks,
+    ) -> (usize, Ticks) {
+        let mut start = begin;
+        for (i, ready) in batch.iter().enumerate() {
+            start = self.poll_task(ready, queue, start);
+            if start.wrapping_sub(begin) >= slice {
+                return (i + 1, start);
             }
         }
-        tasks.end_tick(
-            pick.queue,
-            &mut batch,
-            polls,
-            start.wrapping_sub(begin),
-            start,
-        );
+        (batch.len(), start)
+    }
+
+    /// Polls one task that starts at `start` (of queue `queue`); when its poll ended.
+    #[inline(always)]
+    fn poll_task(&self, ready: &Ready, queue: u16, start: Ticks) -> Ticks {
+        let tasks = &self.core.tasks;
+        ready.task.unschedule();
+        // A task's waker is a number whose drop does nothing (`task/waker.rs`): not
+        // dropping it saves an indirect call per poll.
+        let waker = std::mem::ManuallyDrop::new(ready.id.waker());
+        let mut cx = Context::from_waker(&waker);
+        crate::coop::refill();
+        #[cfg(feature = "tracing")]
+        let span = tracing::trace_span!(
+            target: "runtime::poll",
+            "poll",
+            core = self.core.index,
+            queue = queue,
+            spawned = %ready.task.run.location(),
+        )
+        .entered();
+        if ready.task.run.poll(&mut cx) {
+            tasks.remove(ready.id);
+        }
+        #[cfg(feature = "tracing")]
+        drop(span);
+        let end = self.watch.clock.now();
+        self.polled(end.wrapping_sub(start), Some((ready, queue)));
+        end
     }
 
     /// Accounts for one poll that took `ticks`: of `task`, or of the main future.
     /// Most polls are shorter than the histogram's first bound, and cost one compare:
     /// that bucket is every poll less the others (`Counters::snapshot`).
     #[inline(always)]
-    fn polled(&self, ticks: Ticks, task: Option<(&crate::task::Ready, u16)>) {
+    fn polled(&self, ticks: Ticks, task: Option<(&Ready, u16)>) {
         if ticks >= self.watch.quick {
             self.slow_poll(ticks, task);
         }
@@ -338,7 +365,7 @@ impl Executor {
 
     #[cold]
     #[inline(never)]
-    fn slow_poll(&self, ticks: Ticks, task: Option<(&crate::task::Ready, u16)>) {
+    fn slow_poll(&self, ticks: Ticks, task: Option<(&Ready, u16)>) {
         let bucket = self.watch.bucket(ticks);
         if bucket > 0 {
             self.core.counters.poll_times[bucket - 1].add(1);
@@ -351,7 +378,7 @@ impl Executor {
             core: self.core.index,
             duration: clock::to_duration(ticks),
             queue: task.map_or_else(String::new, |(_, q)| self.core.tasks.queue_name(q)),
-            location: task.map(|(t, _)| t.task.location),
+            location: task.map(|(t, _)| t.task.run.location()),
         };
         #[cfg(feature = "tracing")]
         tracing::warn!(

@@ -156,7 +156,7 @@ struct Entry {
 
 impl State {
     /// Queues the live task `id` unless it is queued already.
-    #[inline]
+    #[inline(always)]
     fn schedule(&mut self, id: TaskId) {
         let (queue, task) = match self.table.get(id.index() as usize) {
             Some(entry) if entry.generation == id.generation() && !entry.task.scheduled.get() => {
@@ -172,10 +172,12 @@ impl State {
 /// A spawned task as the table and the run queue hold it: whether it is on the run
 /// queue (so a wake needs one table look-up and no second one when it is taken), and
 /// the task.
+///
+/// The flag is the only field before the future's part: a byte, so the compiler
+/// finds it at a fixed offset without reading the `dyn` part's alignment from its
+/// vtable on every wake and poll (a field of 8-byte alignment here would cost that).
 pub(crate) struct Task<R: ?Sized> {
     scheduled: Cell<bool>,
-    /// Where it was spawned, for stall reports.
-    pub(crate) location: &'static Location<'static>,
     pub(crate) run: R,
 }
 
@@ -196,6 +198,9 @@ pub(crate) trait Runnable {
     fn poll(&self, cx: &mut Context<'_>) -> bool;
     /// Drops the future unpolled and records the task as cancelled.
     fn cancel(&self);
+    /// Where the task was spawned, for stall reports (any thread: a plain field never
+    /// written after).
+    fn location(&self) -> &'static Location<'static>;
 }
 
 /// Appends a run-queue entry, writing its fields straight into the queue's memory: a
@@ -272,13 +277,13 @@ impl Tasks {
     {
         let cell = Rc::new(Task {
             scheduled: Cell::new(true),
-            location,
             run: TaskCell {
+                location,
                 future: RefCell::new(Some(future)),
                 output: RefCell::new(None),
                 finished: AtomicBool::new(false),
                 abort: AtomicBool::new(false),
-                join_waker: RefCell::new(None),
+                join_waker: Cell::new(None),
             },
         });
         self.counters.tasks_spawned.add(1);
@@ -379,7 +384,13 @@ impl Tasks {
     }
 
     pub(crate) fn has_ready(&self) -> bool {
-        self.main_woken.get() || self.state.borrow().queues.has_ready()
+        if self.main_woken.get() {
+            return true;
+        }
+        let (default, others) = self.state.borrow().queues.ready_hint();
+        // The other queues are looked at under a borrow of their own, so that the
+        // usual case (the default queue alone) reads two lengths and a count.
+        default || (others && self.state.borrow().queues.others_ready())
     }
 
     /// Tasks spawned and not yet finished (the main future is not one).
@@ -413,11 +424,13 @@ impl Tasks {
         end: clock::Ticks,
     ) {
         self.counters.tasks_polled.add(polls as u64);
-        let rest = batch.drain(polls..);
-        self.state
-            .borrow_mut()
-            .queues
-            .charge(queue, ticks, polls, end, rest);
+        let mut state = self.state.borrow_mut();
+        if polls < batch.len() {
+            state.queues.put_back(queue, batch.drain(polls..));
+        }
+        state.queues.charge(queue, ticks, polls, end);
+        drop(state);
+        // The last references to finished tasks may go here: no borrow is held.
         batch.clear();
     }
 
@@ -433,6 +446,7 @@ impl Tasks {
     }
 
     /// Forgets a task that has finished.
+    #[inline(always)]
     pub(crate) fn remove(&self, id: TaskId) {
         let mut state = self.state.borrow_mut();
         if state
@@ -508,20 +522,23 @@ impl Drop for EnterGuard {
 }
 
 struct TaskCell<F: Future> {
+    location: &'static Location<'static>,
     future: RefCell<Option<F>>,
     output: RefCell<Option<Result<F::Output, JoinError>>>,
     /// Set once the outcome is stored (Release), read by a handle anywhere (Acquire).
     finished: AtomicBool,
     /// Set by a handle anywhere; the task checks it before and after each poll.
     abort: AtomicBool,
-    join_waker: RefCell<Option<Waker>>,
+    /// A `Cell` (taken out and put back), not a `RefCell`: the cell stays at most 128
+    /// bytes for a small future, which the compiler writes without a `memcpy` call.
+    join_waker: Cell<Option<Waker>>,
 }
 
 impl<F: Future> TaskCell<F> {
     fn finish(&self, outcome: Result<F::Output, JoinError>) {
         *self.output.borrow_mut() = Some(outcome);
         self.finished.store(true, Ordering::Release);
-        let waker = self.join_waker.borrow_mut().take();
+        let waker = self.join_waker.take();
         if let Some(waker) = waker {
             waker.wake();
         }
@@ -577,6 +594,10 @@ impl<F: Future> Runnable for TaskCell<F> {
         }
     }
 
+    fn location(&self) -> &'static Location<'static> {
+        self.location
+    }
+
     fn cancel(&self) {
         if self.finished.load(Ordering::Relaxed) {
             return;
@@ -608,11 +629,12 @@ trait Join<T> {
 impl<F: Future> TaskCell<F> {
     fn poll_join(&self, cx: &mut Context<'_>) -> Poll<Result<F::Output, JoinError>> {
         if !self.finished.load(Ordering::Relaxed) {
-            let mut waker = self.join_waker.borrow_mut();
-            match &*waker {
-                Some(w) if w.will_wake(cx.waker()) => {}
-                _ => *waker = Some(cx.waker().clone()),
-            }
+            let waker = match self.join_waker.take() {
+                Some(w) if w.will_wake(cx.waker()) => w,
+                // The old waker (a foreign one may run any code) drops with no borrow held.
+                _ => cx.waker().clone(),
+            };
+            self.join_waker.set(Some(waker));
             return Poll::Pending;
         }
         std::task::ready!(crate::coop::poll_proceed(cx));
@@ -656,7 +678,7 @@ impl<F: Future + 'static> Join<F::Output> for Task<TaskCell<F>> {
         self.run.is_finished()
     }
     fn location(&self) -> &'static Location<'static> {
-        self.location
+        self.run.location
     }
     fn relay_home(self: Rc<Self>, id: TaskId) -> Arc<RemoteJoin<F::Output>> {
         remote::relay_home(id.core(), self, id)
@@ -816,15 +838,25 @@ impl<T> Future for JoinHandle<T> {
     }
 }
 
+impl<T> JoinHandle<T> {
+    /// Sends the cell of a local task home, to be dropped there.
+    #[cold]
+    #[inline(never)]
+    fn drop_away(&mut self) {
+        if let JoinInner::Local { cell, id, .. } =
+            std::mem::replace(&mut self.inner, JoinInner::Moved)
+        {
+            cell.drop_home(id.core());
+        }
+    }
+}
+
 impl<T> Drop for JoinHandle<T> {
+    #[inline]
     fn drop(&mut self) {
         if let JoinInner::Local { home, .. } = &self.inner {
             if *home != thread_mark() {
-                if let JoinInner::Local { cell, id, .. } =
-                    std::mem::replace(&mut self.inner, JoinInner::Moved)
-                {
-                    cell.drop_home(id.core());
-                }
+                self.drop_away();
             }
         }
     }
