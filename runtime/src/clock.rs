@@ -56,12 +56,48 @@ impl Clock {
     /// The time now.
     #[inline(always)]
     pub(crate) fn now(self) -> Ticks {
-        #[cfg(target_arch = "x86_64")]
-        if self.tsc {
-            // SAFETY: `rdtsc` has no preconditions; every x86_64 CPU has it.
-            return unsafe { core::arch::x86_64::_rdtsc() };
+        if let Some(tsc) = self.tsc() {
+            return tsc.read();
         }
         self.source.origin.elapsed().as_nanos() as Ticks
+    }
+
+    /// The TSC alone, if this clock reads it: a loop that reads the clock every turn
+    /// can then choose once, outside it, between [`Tsc`] and this clock.
+    #[inline(always)]
+    pub(crate) fn tsc(self) -> Option<Tsc> {
+        #[cfg(target_arch = "x86_64")]
+        if self.tsc {
+            return Some(Tsc(()));
+        }
+        None
+    }
+}
+
+/// Something that reads a clock.
+pub(crate) trait Read: Copy {
+    fn read(self) -> Ticks;
+}
+
+impl Read for Clock {
+    #[inline(always)]
+    fn read(self) -> Ticks {
+        self.now()
+    }
+}
+
+/// The TSC, known to be the clock's source (made only by [`Clock::tsc`]).
+#[derive(Clone, Copy)]
+pub(crate) struct Tsc(());
+
+impl Read for Tsc {
+    #[inline(always)]
+    fn read(self) -> Ticks {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `rdtsc` has no preconditions; every x86_64 CPU has it.
+        return unsafe { core::arch::x86_64::_rdtsc() };
+        #[cfg(not(target_arch = "x86_64"))]
+        unreachable!("a Tsc is made only on x86_64")
     }
 }
 

@@ -31,12 +31,12 @@ use std::task::{Context, Poll};
 
 pub mod buf;
 pub mod channel;
+mod clock;
 // Without either trait feature nothing calls the poll functions yet.
 #[cfg_attr(
     not(any(feature = "futures-io", feature = "tokio", feature = "hyper")),
     allow(dead_code)
 )]
-mod clock;
 mod compat;
 mod coop;
 mod driver;

@@ -29,7 +29,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use crate::clock::{self, Ticks};
+use crate::clock::{self, Read, Ticks};
 use crate::driver::{self, Driver};
 use crate::stats::Counters;
 use crate::task::{Job, Owner, Ready, TaskId, Tasks};
@@ -287,7 +287,14 @@ impl Executor {
         let begin = clock.now();
         let (polls, end) = match pick.slice {
             // The usual case (one queue): every task taken is polled.
-            None => (batch.len(), self.poll_batch(&batch, pick.queue, begin)),
+            // The choice of clock source is made here, not at every poll.
+            None => match clock.tsc() {
+                Some(tsc) => (batch.len(), self.poll_batch(&batch, pick.queue, begin, tsc)),
+                None => (
+                    batch.len(),
+                    self.poll_batch(&batch, pick.queue, begin, clock),
+                ),
+            },
             Some(slice) => self.poll_sliced(&batch, pick.queue, begin, slice),
         };
         tasks.end_tick(pick.queue, &mut batch, polls, end.wrapping_sub(begin), end);
@@ -296,10 +303,10 @@ impl Executor {
     /// Polls every task of `batch` (of queue `queue`), the first starting at `begin`;
     /// when the last ended.
     #[inline(always)]
-    fn poll_batch(&self, batch: &[Ready], queue: u16, begin: Ticks) -> Ticks {
+    fn poll_batch(&self, batch: &[Ready], queue: u16, begin: Ticks, clock: impl Read) -> Ticks {
         let mut start = begin;
         for ready in batch {
-            start = self.poll_task(ready, queue, start);
+            start = self.poll_task(ready, queue, start, clock);
         }
         start
     }
@@ -316,7 +323,7 @@ impl Executor {
     ) -> (usize, Ticks) {
         let mut start = begin;
         for (i, ready) in batch.iter().enumerate() {
-            start = self.poll_task(ready, queue, start);
+            start = self.poll_task(ready, queue, start, self.watch.clock);
             if start.wrapping_sub(begin) >= slice {
                 return (i + 1, start);
             }
@@ -326,7 +333,7 @@ impl Executor {
 
     /// Polls one task that starts at `start` (of queue `queue`); when its poll ended.
     #[inline(always)]
-    fn poll_task(&self, ready: &Ready, queue: u16, start: Ticks) -> Ticks {
+    fn poll_task(&self, ready: &Ready, queue: u16, start: Ticks, clock: impl Read) -> Ticks {
         let tasks = &self.core.tasks;
         ready.task.unschedule();
         // A task's waker is a number whose drop does nothing (`task/waker.rs`): not
@@ -348,7 +355,7 @@ impl Executor {
         }
         #[cfg(feature = "tracing")]
         drop(span);
-        let end = self.watch.clock.now();
+        let end = clock.read();
         self.polled(end.wrapping_sub(start), Some((ready, queue)));
         end
     }
