@@ -101,19 +101,47 @@ fn the_main_future_is_watched_too() {
 }
 
 #[test]
-fn no_threshold_no_reports_but_polls_are_still_timed() {
+fn no_threshold_no_reports_and_no_poll_timing() {
     let (mut rt, stalls) = watched(None);
     rt.block_on(async {
-        runtime::spawn(async { hold_core(Duration::from_millis(3)) })
+        runtime::spawn(async { hold_core(Duration::from_millis(60)) })
             .await
             .unwrap();
     });
     assert!(stalls.lock().unwrap().is_empty());
     let stats = rt.stats();
     assert_eq!(stats.stalls, 0);
+    // Polls ran, but none was timed: the histogram says nothing rather than
+    // something false.
+    assert!(stats.tasks_polled >= 1, "{stats:?}");
+    assert_eq!(stats.poll_times, [0; runtime::POLL_BUCKETS], "{stats:?}");
+    // The tick is still timed, for its queue's run time.
+    let default = &stats.queues[0];
+    assert!(
+        default.run_time >= Duration::from_millis(60),
+        "{:?}",
+        default.run_time
+    );
+}
+
+#[test]
+fn with_a_threshold_every_poll_is_in_the_histogram() {
+    let (mut rt, _stalls) = watched(Some(Duration::from_millis(50)));
+    rt.block_on(async {
+        runtime::spawn(async { hold_core(Duration::from_millis(3)) })
+            .await
+            .unwrap();
+    });
+    let stats = rt.stats();
     // 1-10 ms: the 3 ms poll.
     assert_eq!(stats.poll_times[3], 1, "{:?}", stats.poll_times);
     assert_eq!(stats.poll_times[4] + stats.poll_times[5], 0);
+    let polls = stats.tasks_polled + 1;
+    assert!(
+        stats.poll_times.iter().sum::<u64>() >= polls,
+        "{:?} for {polls}+ polls",
+        stats.poll_times
+    );
 }
 
 #[test]

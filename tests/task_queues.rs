@@ -75,6 +75,7 @@ fn two_busy_queues_split_the_core_by_their_shares() {
         ("as CoreStats says", light_stats, heavy_stats),
     ] {
         let ratio = heavy.as_secs_f64() / light.as_secs_f64();
+        println!("shares 1:3, {what}: {light:?} : {heavy:?} = 1 : {ratio:.2}");
         assert!(
             (2.7..=3.3).contains(&ratio),
             "shares 1:3 gave {light:?} : {heavy:?} ({ratio:.2}), {what}"
@@ -122,6 +123,11 @@ fn a_latency_queue_stays_on_time_while_a_busy_queue_saturates_the_core() {
     let mut sorted = lateness.clone();
     sorted.sort();
     let p99 = sorted[sorted.len() * 99 / 100];
+    println!(
+        "2 ms bound under a busy queue: lateness median {:?}, p99 {p99:?}, max {:?}",
+        sorted[sorted.len() / 2],
+        sorted[sorted.len() - 1]
+    );
     assert!(
         p99 < Duration::from_millis(5),
         "p99 lateness {p99:?} (median {:?}, max {:?})",

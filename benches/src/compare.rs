@@ -42,11 +42,13 @@ fn nop_workloads() -> Vec<Workload> {
     let qd1 = vec![
         Contender::new("raw", raw::nop_qd1),
         Contender::new("ours", ours::nop_qd1),
+        Contender::new("ours-untimed", ours::nop_qd1_untimed),
         Contender::new("tokio-uring", uring_peer::nop_qd1).doing_one_in(5),
     ];
     let qd64 = vec![
         Contender::new("raw", raw::nop_qd64),
         Contender::new("ours", ours::nop_qd64),
+        Contender::new("ours-untimed", ours::nop_qd64_untimed),
         Contender::new("tokio-uring", uring_peer::nop_qd64).doing_one_in(5),
     ];
     vec![
@@ -58,6 +60,7 @@ fn nop_workloads() -> Vec<Workload> {
             contenders: qd1,
             ratios: vec![
                 Ratio::new("ours", "raw", Some(0.8)),
+                Ratio::new("ours", "ours-untimed", Some(0.95)),
                 Ratio::new("ours", "tokio-uring", None),
                 Ratio::new("tokio-uring", "raw", None),
             ],
@@ -71,6 +74,7 @@ fn nop_workloads() -> Vec<Workload> {
             contenders: qd64,
             ratios: vec![
                 Ratio::new("ours", "raw", Some(0.8)),
+                Ratio::new("ours", "ours-untimed", Some(0.95)),
                 Ratio::new("ours", "tokio-uring", Some(2.0)),
                 Ratio::new("tokio-uring", "raw", None),
             ],
@@ -81,10 +85,12 @@ fn nop_workloads() -> Vec<Workload> {
 fn spawn_workloads() -> Vec<Workload> {
     let all = vec![
         Contender::new("ours", ours::spawn_all),
+        Contender::new("ours-untimed", ours::spawn_all_untimed),
         Contender::new("tokio", tokio_local::spawn_all),
     ];
     let batched = vec![
         Contender::new("ours", ours::spawn_batched),
+        Contender::new("ours-untimed", ours::spawn_batched_untimed),
         Contender::new("tokio", tokio_local::spawn_batched),
     ];
     vec![
@@ -94,7 +100,10 @@ fn spawn_workloads() -> Vec<Workload> {
             count: 1_000_000,
             granule: 1,
             contenders: all,
-            ratios: vec![Ratio::new("ours", "tokio", Some(1.0))],
+            ratios: vec![
+                Ratio::new("ours", "tokio", Some(1.0)),
+                Ratio::new("ours", "ours-untimed", Some(0.95)),
+            ],
         },
         Workload {
             title: "spawn + join, in batches of 1,000",
@@ -102,7 +111,10 @@ fn spawn_workloads() -> Vec<Workload> {
             count: 3_000_000,
             granule: 1,
             contenders: batched,
-            ratios: vec![Ratio::new("ours", "tokio", Some(1.0))],
+            ratios: vec![
+                Ratio::new("ours", "tokio", Some(1.0)),
+                Ratio::new("ours", "ours-untimed", Some(0.95)),
+            ],
         },
     ]
 }

@@ -193,8 +193,9 @@ impl Group {
     /// The names of its contenders, for `--only`.
     pub fn contenders(self) -> Vec<&'static str> {
         match self {
-            Group::Nop | Group::Instructions => vec!["raw", "ours", "tokio-uring"],
-            Group::Spawn => vec!["ours", "tokio"],
+            Group::Nop => vec!["raw", "ours", "ours-untimed", "tokio-uring"],
+            Group::Instructions => vec!["raw", "ours", "tokio-uring"],
+            Group::Spawn => vec!["ours", "ours-untimed", "tokio"],
             Group::Cross => crate::compare::cross_contenders()
                 .iter()
                 .map(|c| c.name)

@@ -86,6 +86,17 @@ impl Read for Clock {
     }
 }
 
+/// No clock: every reading is 0 (polls that are not timed).
+#[derive(Clone, Copy)]
+pub(crate) struct Untimed;
+
+impl Read for Untimed {
+    #[inline(always)]
+    fn read(self) -> Ticks {
+        0
+    }
+}
+
 /// The TSC, known to be the clock's source (made only by [`Clock::tsc`]).
 #[derive(Clone, Copy)]
 pub(crate) struct Tsc(());

@@ -13,7 +13,7 @@
 //! receiving core's block.
 
 use std::fmt;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use crate::clock;
@@ -87,6 +87,8 @@ pub(crate) struct Counters {
     pub(crate) cqes_lost: Counter,
     /// Polls that took at least the stall threshold.
     pub(crate) stalls: Counter,
+    /// Set once, before the core runs, when its polls are not timed (no threshold).
+    untimed: AtomicBool,
     /// Wake-ups written to this core's eventfd by any thread: the only counter with
     /// more than one writer, so it is added to atomically.
     eventfd_wakes_received: AtomicU64,
@@ -99,6 +101,11 @@ pub(crate) struct Counters {
 }
 
 impl Counters {
+    /// Records that this core does not time its polls (once, before it runs).
+    pub(crate) fn set_untimed(&self) {
+        self.untimed.store(true, Relaxed);
+    }
+
     /// Records the setup of this core's ring (once, by the core, before it runs).
     pub(crate) fn set_ring(&self, flags: RingFlags) {
         self.ring.store(flags.to_bits(), Relaxed);
@@ -144,6 +151,9 @@ impl Counters {
 
     fn poll_times(&self) -> [u64; POLL_BUCKETS] {
         let mut times = [0; POLL_BUCKETS];
+        if self.untimed.load(Relaxed) {
+            return times;
+        }
         for (time, counter) in times[1..].iter_mut().zip(&self.poll_times) {
             *time = counter.get();
         }

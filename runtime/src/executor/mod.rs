@@ -156,6 +156,9 @@ impl Executor {
         );
         let driver = Rc::new(driver);
         let tasks = Tasks::new(inbox.core(), counters.clone());
+        if options.stall_threshold.is_none() {
+            counters.set_untimed();
+        }
         #[cfg(feature = "tokio-bridge")]
         let bridge = match config.tokio_bridge {
             true => Some(crate::tokio_bridge::Bridge::new(&driver)?),
@@ -213,11 +216,16 @@ impl Executor {
         loop {
             if core.tasks.take_main_woken() {
                 let _budget = crate::coop::budget();
-                let clock = self.watch.clock;
-                let start = clock.now();
-                let poll = future.as_mut().poll(&mut cx);
+                let poll = if self.watch.timed {
+                    let clock = self.watch.clock;
+                    let start = clock.now();
+                    let poll = future.as_mut().poll(&mut cx);
+                    self.polled(clock.now().wrapping_sub(start), None);
+                    poll
+                } else {
+                    future.as_mut().poll(&mut cx)
+                };
                 core.counters.main_polls.add(1);
-                self.polled(clock.now().wrapping_sub(start), None);
                 if let Poll::Ready(output) = poll {
                     // Wake-ups the future sent to other cores may sit in the SQ.
                     core.driver.flush();
@@ -286,7 +294,12 @@ impl Executor {
         // One reading per poll: the end of one is the start of the next.
         let begin = clock.now();
         let (polls, end) = match pick.slice {
-            // The usual case (one queue): every task taken is polled.
+            // The usual case (one queue): every task taken is polled. Untimed polls
+            // read no clock; the tick as a whole is still timed, for its queue.
+            None if !self.watch.timed => {
+                self.poll_batch(&batch, pick.queue, begin, clock::Untimed);
+                (batch.len(), clock.now())
+            }
             // The choice of clock source is made here, not at every poll.
             None => match clock.tsc() {
                 Some(tsc) => (batch.len(), self.poll_batch(&batch, pick.queue, begin, tsc)),
@@ -373,6 +386,10 @@ impl Executor {
     #[cold]
     #[inline(never)]
     fn slow_poll(&self, ticks: Ticks, task: Option<(&Ready, u16)>) {
+        if !self.watch.timed {
+            // Timed only to share the core between queues: no histogram, no stalls.
+            return;
+        }
         let bucket = self.watch.bucket(ticks);
         if bucket > 0 {
             self.core.counters.poll_times[bucket - 1].add(1);

@@ -101,6 +101,8 @@ impl fmt::Debug for StallHook {
 /// clock ticks, and the hook.
 pub(crate) struct PollWatch {
     pub(crate) clock: Clock,
+    /// Whether polls are timed at all (a stall threshold is set).
+    pub(crate) timed: bool,
     /// The first bound: a poll shorter than this (most) needs nothing more.
     pub(crate) quick: Ticks,
     bounds: [Ticks; 5],
@@ -117,6 +119,7 @@ impl PollWatch {
         let bounds = BUCKETS.map(clock::from_duration);
         PollWatch {
             clock: Clock::get(),
+            timed: threshold.is_some(),
             quick: bounds[0].min(threshold.map_or(Ticks::MAX, clock::from_duration)),
             bounds,
             threshold: threshold.map_or(Ticks::MAX, |t| clock::from_duration(t).max(1)),
