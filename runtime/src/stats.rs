@@ -13,7 +13,7 @@
 //! receiving core's block.
 
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use crate::clock;
@@ -87,8 +87,9 @@ pub(crate) struct Counters {
     pub(crate) cqes_lost: Counter,
     /// Polls that took at least the stall threshold.
     pub(crate) stalls: Counter,
-    /// Set once, before the core runs, when its polls are not timed (no threshold).
-    untimed: AtomicBool,
+    /// Set to 1 once, before the core runs, when its polls are not timed (no
+    /// threshold).
+    untimed: AtomicU64,
     /// Wake-ups written to this core's eventfd by any thread: the only counter with
     /// more than one writer, so it is added to atomically.
     eventfd_wakes_received: AtomicU64,
@@ -103,7 +104,7 @@ pub(crate) struct Counters {
 impl Counters {
     /// Records that this core does not time its polls (once, before it runs).
     pub(crate) fn set_untimed(&self) {
-        self.untimed.store(true, Relaxed);
+        self.untimed.store(1, Relaxed);
     }
 
     /// Records the setup of this core's ring (once, by the core, before it runs).
@@ -151,7 +152,7 @@ impl Counters {
 
     fn poll_times(&self) -> [u64; POLL_BUCKETS] {
         let mut times = [0; POLL_BUCKETS];
-        if self.untimed.load(Relaxed) {
+        if self.untimed.load(Relaxed) != 0 {
             return times;
         }
         for (time, counter) in times[1..].iter_mut().zip(&self.poll_times) {

@@ -216,16 +216,11 @@ impl Executor {
         loop {
             if core.tasks.take_main_woken() {
                 let _budget = crate::coop::budget();
-                let poll = if self.watch.timed {
-                    let clock = self.watch.clock;
-                    let start = clock.now();
-                    let poll = future.as_mut().poll(&mut cx);
-                    self.polled(clock.now().wrapping_sub(start), None);
-                    poll
-                } else {
-                    future.as_mut().poll(&mut cx)
-                };
+                let clock = self.watch.clock;
+                let start = clock.now();
+                let poll = future.as_mut().poll(&mut cx);
                 core.counters.main_polls.add(1);
+                self.polled(clock.now().wrapping_sub(start), None);
                 if let Poll::Ready(output) = poll {
                     // Wake-ups the future sent to other cores may sit in the SQ.
                     core.driver.flush();
