@@ -807,14 +807,32 @@ impl<T> JoinHandle<T> {
 }
 
 impl<T> JoinHandle<T> {
+    /// Takes a local task's cell out of the handle (leaving `Moved`), away from home.
+    fn take_local(&mut self) -> Option<(Rc<dyn Join<T>>, TaskId)> {
+        match std::mem::replace(&mut self.inner, JoinInner::Moved) {
+            JoinInner::Local { cell, id, .. } => Some((cell, id)),
+            other => {
+                self.inner = other;
+                None
+            }
+        }
+    }
+
     /// Sends the cell of a local task home, to be awaited there for this handle.
     #[cold]
     #[inline(never)]
     fn leave_home(&mut self) {
-        if let JoinInner::Local { cell, id, .. } =
-            std::mem::replace(&mut self.inner, JoinInner::Moved)
-        {
+        if let Some((cell, id)) = self.take_local() {
             self.inner = JoinInner::Remote(cell.relay_home(id));
+        }
+    }
+
+    /// Sends the cell of a local task home, to be dropped there.
+    #[cold]
+    #[inline(never)]
+    fn drop_away(&mut self) {
+        if let Some((cell, id)) = self.take_local() {
+            cell.drop_home(id.core());
         }
     }
 }
@@ -834,19 +852,6 @@ impl<T> Future for JoinHandle<T> {
         match &this.inner {
             JoinInner::Remote(join) => join.poll_join(cx),
             _ => unreachable!("a handle that left home is remote"),
-        }
-    }
-}
-
-impl<T> JoinHandle<T> {
-    /// Sends the cell of a local task home, to be dropped there.
-    #[cold]
-    #[inline(never)]
-    fn drop_away(&mut self) {
-        if let JoinInner::Local { cell, id, .. } =
-            std::mem::replace(&mut self.inner, JoinInner::Moved)
-        {
-            cell.drop_home(id.core());
         }
     }
 }
