@@ -284,3 +284,82 @@ fn aborting_a_queued_task_works_as_in_the_default_queue() {
         assert_eq!(h.await.unwrap(), 5);
     });
 }
+
+/// Each task records its number when it first runs; how they ran.
+fn record_order(
+    spawn: impl Fn(Box<dyn std::future::Future<Output = ()>>),
+    tasks: usize,
+    each: Duration,
+) -> Rc<std::cell::RefCell<Vec<usize>>> {
+    let order = Rc::new(std::cell::RefCell::new(Vec::new()));
+    for i in 0..tasks {
+        let order = order.clone();
+        spawn(Box::new(async move {
+            hold_core(each);
+            order.borrow_mut().push(i);
+        }));
+    }
+    order
+}
+
+#[test]
+fn tasks_run_in_spawn_order_across_many_ticks() {
+    // 1,000 tasks are four ticks' worth: the ones a tick has no room for wait in the
+    // backlog and must come out in the same order.
+    let order = rt().block_on(async {
+        let handles = Rc::new(std::cell::RefCell::new(Vec::new()));
+        let order = record_order(
+            |f| handles.borrow_mut().push(runtime::spawn(Box::into_pin(f))),
+            1000,
+            Duration::ZERO,
+        );
+        for h in handles.take() {
+            h.await.unwrap();
+        }
+        order.take()
+    });
+    assert_eq!(order, (0..1000).collect::<Vec<_>>());
+}
+
+#[test]
+fn ticks_cut_by_time_put_the_rest_back_in_order() {
+    let _turn = busy_turn();
+    // Two queues with work share the core, so ticks end after their slice (1 ms)
+    // with tasks taken and not polled: those go back in front, in order.
+    let order = rt().block_on(async {
+        let ordered = TaskQueue::new("ordered", 100).unwrap();
+        let other = TaskQueue::new("other", 100).unwrap();
+        let done = Rc::new(Cell::new(false));
+        let spinner = {
+            let done = done.clone();
+            other.spawn(async move {
+                while !done.get() {
+                    hold_core(Duration::from_micros(100));
+                    runtime::yield_now().await;
+                }
+            })
+        };
+        let handles = Rc::new(std::cell::RefCell::new(Vec::new()));
+        let order = record_order(
+            |f| handles.borrow_mut().push(ordered.spawn(Box::into_pin(f))),
+            600,
+            Duration::from_micros(20),
+        );
+        for h in handles.take() {
+            h.await.unwrap();
+        }
+        done.set(true);
+        spinner.await.unwrap();
+        let polls = runtime::stats()
+            .queues
+            .iter()
+            .find(|q| q.name == "ordered")
+            .map(|q| q.polls)
+            .unwrap();
+        (order.take(), polls)
+    });
+    let (order, polls) = order;
+    assert_eq!(order, (0..600).collect::<Vec<_>>());
+    // Each task finishes in its first poll: put back, none was lost or polled twice.
+    assert_eq!(polls, 600);
+}
