@@ -221,17 +221,19 @@ impl Inner {
         if ring.submission().cq_overflow() {
             counters.cq_overflows.add(1);
         }
-        counters
-            .cqes_lost
-            .set(u64::from(ring.completion().overflow()));
+        Inner::read_lost(ring, counters);
     }
 
     /// Reads the kernel's count of the CQEs it dropped.
     #[cold]
     fn count_lost(&mut self) {
-        self.counters
+        Inner::read_lost(&mut self.ring, &self.counters);
+    }
+
+    fn read_lost(ring: &mut IoUring, counters: &Counters) {
+        counters
             .cqes_lost
-            .set(u64::from(self.ring.completion().overflow()));
+            .set(u64::from(ring.completion().overflow()));
     }
 
     /// Keeps a read of the wake-up eventfd in the ring, so a write ends a park.
