@@ -165,6 +165,35 @@ fn re_polling_an_op_with_another_waker_drops_the_foreign_one_safely() {
 }
 
 #[test]
+fn re_polling_a_join_handle_with_another_waker_drops_the_foreign_one_safely() {
+    rt().block_on(async {
+        let freed = Rc::new(Cell::new(false));
+        let (victim, _rx, _tx) = victim_read(&freed);
+        arm_victim(victim).await;
+        let before = dropped();
+        // A task that finishes only when told: its handle keeps a waker meanwhile.
+        let go = Rc::new(Cell::new(false));
+        let told = go.clone();
+        let mut handle = runtime::spawn(async move {
+            while !told.get() {
+                runtime::yield_now().await;
+            }
+            7
+        });
+        assert!(poll_foreign(&mut handle).is_pending());
+        runtime::yield_now().await;
+        // Polled again by this task: the foreign waker is replaced, and its drop (which
+        // drops an op in flight) runs with no borrow of the task held.
+        let (out, handle) = tests::poll_once(handle).await;
+        assert!(out.is_none());
+        assert_eq!(dropped(), before + 1);
+        go.set(true);
+        assert_eq!(within("the task", handle).await.unwrap(), 7);
+        until("the victim's buffer", &freed).await;
+    });
+}
+
+#[test]
 fn dropping_a_stream_whose_waker_drops_another_op() {
     rt().block_on(async {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
